@@ -1,0 +1,383 @@
+"""Streaming evaluation on long audio: `python -m kws_jax.stream {make-test,eval,listen}`.
+
+- `make-test` writes a long WAV and its `label, time_ms` ground truth from a Speech Commands-layout
+  folder's test speakers (TF generate_streaming_test_wav semantics, see kws_jax.stream_testset).
+- `eval` runs the streaming step hop by hop over the file, either the JAX step of a training
+  workdir or an IREE-compiled module (same code above the step), smooths the posteriors with TF's
+  RecognizeCommands and reports TF's matched/correct/wrong/false-positive percentages, false
+  rejects at 0.5 and 1 false accepts per hour, a DET curve PNG and the real-time factor.
+- `listen` prints detections live from the microphone (sounddevice) or from a WAV in real time.
+
+`--reset` chooses what happens to the recurrent state between words: `never` (a true stream),
+`clip` (oracle: reset at each ground-truth word, like ELL's --reset) or `vad` (the VAD of
+kws_jax/ops resets it while no voice is detected, ELL's add_vad).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from kws_jax import audio as audio_lib
+from kws_jax import detection_metrics as dm
+from kws_jax import stream_testset
+from kws_jax.errors import ConfigError, DataError, KwsError, run_cli
+
+RESET_MODES = ("never", "clip", "vad")
+
+
+# ----------------------------------------------------------------------------- make-test
+
+def make_test(data_dir: str, out_wav: str, out_labels: str | None = None, *, minutes: float = 10.0,
+              split: str = "test", background_dir: str = "", background_volume: float = 0.1,
+              unknown_percentage: float = 30.0, word_gap_ms: int = 2000,
+              wanted_words: str = "yes,no,up,down,left,right,on,off,stop,go",
+              seed: int = 0) -> tuple[str, str, int]:
+  """Writes the long test WAV and labels; returns (wav, labels, number of words)."""
+  from kws_jax.data import pipeline
+
+  cfg = pipeline.default_config()
+  cfg.source = "folder"
+  cfg.data_dir = data_dir
+  cfg.wanted_words = wanted_words
+  cfg.background_dir = background_dir
+  cfg.rebalance_eval = False
+  cfg.silence_percentage = 0.0
+  if split == "all":
+    cfg.test_dir = data_dir
+  elif split != "test":
+    raise ConfigError(f"--split {split!r}: choose 'test' (the folder's test speakers) or 'all'")
+  ds = pipeline.load_dataset(cfg, seed=seed)
+  clips: dict[str, list[np.ndarray]] = {}
+  for audio, label in zip(ds.test.audio, ds.test.labels):
+    name = ds.label_names[int(label)]
+    if name != dm.SILENCE:
+      clips.setdefault(name, []).append(audio.astype(np.float32) / 32768.0)
+  keywords = [w for w in ds.label_names if not w.startswith("_")]
+  if not any(clips.get(k) for k in keywords):
+    raise DataError(f"{data_dir}: its {split} split holds no keyword clips")
+  background = None if ds.background is None else list(ds.background)
+  config = stream_testset.StreamTestConfig(
+      duration_s=60.0 * minutes, sample_rate=ds.sample_rate,
+      clip_duration_ms=int(1000 * ds.clip_samples / ds.sample_rate), word_gap_ms=word_gap_ms,
+      unknown_percentage=unknown_percentage, background_volume=background_volume, seed=seed)
+  long_audio, labels = stream_testset.make_stream(clips, keywords, background, config)
+  audio_lib.write_wav(out_wav, long_audio, ds.sample_rate)
+  out_labels = out_labels or default_labels_path(out_wav)
+  dm.write_labels(out_labels, labels)
+  return out_wav, out_labels, len(labels)
+
+
+def default_labels_path(wav_path: str) -> str:
+  root, _ = os.path.splitext(wav_path)
+  return root + "_labels.txt"
+
+
+# ----------------------------------------------------------------------------- posteriors
+
+@dataclasses.dataclass
+class Posteriors:
+  scores: np.ndarray           # (hops, classes) softmax scores
+  label_names: list[str]
+  hop_ms: float
+  seconds: float               # wall time spent running the step
+  vad_active: np.ndarray | None = None
+
+
+class _Runner:
+  """Runs a streaming step over audio with resets; the JAX and IREE forms share this code."""
+
+  def __init__(self, step: Any, label_names: Sequence[str], hop_size: int, sample_rate: int):
+    self.step = step
+    self.label_names = list(label_names)
+    self.hop_size = hop_size
+    self.sample_rate = sample_rate
+
+  def posteriors(self, audio: np.ndarray, reset_hops: Sequence[int] = ()) -> Posteriors:
+    hops = audio.shape[0] // self.hop_size
+    audio = audio[:hops * self.hop_size]
+    bounds = sorted({0, hops, *[h for h in reset_hops if 0 < h < hops]})
+    self.warm_up()
+    start_time = time.perf_counter()
+    scores, vad = [], []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+      _, outputs = self.step.run(audio[a * self.hop_size:b * self.hop_size])
+      scores.append(np.asarray(outputs["scores"]))
+      if "vad_active" in outputs:
+        vad.append(np.asarray(outputs["vad_active"]))
+    seconds = time.perf_counter() - start_time
+    return Posteriors(np.concatenate(scores).reshape(hops, -1), self.label_names,
+                      1000.0 * self.hop_size / self.sample_rate, seconds,
+                      np.concatenate(vad).reshape(-1) if vad else None)
+
+  def warm_up(self) -> None:
+    """Compiles before timing (JAX); a no-op cost for IREE."""
+    self.step.run(np.zeros(self.hop_size * 4, np.float32))
+
+
+def jax_runner(workdir: str, reset: str) -> _Runner:
+  from kws_jax import streaming, trained
+
+  model = trained.load(workdir)
+  step = streaming.make_step(model, vad=(reset == "vad"), smoothing=False)
+  return _Runner(step, step.label_names, step.hop_size, step.sample_rate)
+
+
+def iree_runner(module_dir: str, reset: str) -> _Runner:
+  from kws_jax import iree_runner as runner_lib
+
+  step = runner_lib.IreeStep(module_dir)
+  has_vad = "vad_active" in step.output_names
+  if (reset == "vad") != has_vad:
+    raise ConfigError(f"{module_dir}: the module was exported {'with' if has_vad else 'without'} "
+                      f"the VAD, which --reset {reset} {'does not want' if has_vad else 'needs'}; "
+                      "export again with the matching `vad` setting")
+  return _Runner(step, step.label_names, step.hop_size, int(step.meta["sample_rate"]))
+
+
+# ----------------------------------------------------------------------------- detection
+
+@dataclasses.dataclass
+class SmoothingSettings:
+  """TF RecognizeCommands defaults (test_streaming_accuracy)."""
+  average_window_ms: float = 500.0
+  detection_threshold: float = 0.7
+  suppression_ms: float = 1500.0
+  minimum_count: int = 3
+  time_tolerance_ms: float = 750.0
+
+
+def _smoothing_params(num_labels: int, hop_ms: float, settings: SmoothingSettings,
+                      threshold: float):
+  from kws_jax.ops import smoothing
+  return smoothing.make_params(num_labels, hop_ms, average_window_ms=settings.average_window_ms,
+                               detection_threshold=threshold,
+                               suppression_ms=settings.suppression_ms,
+                               minimum_count=settings.minimum_count)
+
+
+def detections(post: Posteriors, settings: SmoothingSettings,
+               thresholds: Sequence[float]) -> list[list[dm.Event]]:
+  """Smoothed detections `(label, time_ms)` for each threshold, in one batched smoothing pass.
+
+  The smoothing threshold is a static parameter, so the sweep runs RecognizeCommands with
+  threshold 1 on posteriors divided by each threshold: the window means scale the same way, the
+  top label is unchanged and `mean / t > 1` is exactly `mean > t`.
+  """
+  import jax.numpy as jnp
+
+  from kws_jax.ops import smoothing
+
+  thresholds = np.asarray(thresholds, np.float32)
+  params = _smoothing_params(len(post.label_names), post.hop_ms, settings, 1.0)
+  scaled = jnp.asarray(post.scores, jnp.float32)[None] / jnp.asarray(thresholds)[:, None, None]
+  _, outputs = smoothing.smooth(params, scaled)
+  labels = np.asarray(outputs.label)
+  is_new = np.asarray(outputs.is_new_command)
+  result = []
+  for k in range(len(thresholds)):
+    hops = np.flatnonzero(is_new[k])
+    result.append([(post.label_names[int(labels[k, h])], (h + 1) * post.hop_ms) for h in hops
+                   if post.label_names[int(labels[k, h])] != dm.SILENCE])
+  return result
+
+
+def evaluate_stream(post: Posteriors, truth: Sequence[dm.Event], settings: SmoothingSettings,
+                    duration_s: float, det_png: str | None = None) -> dict[str, Any]:
+  keywords = [w for w in post.label_names if not w.startswith("_")]
+  thresholds = np.unique(np.concatenate([np.linspace(0.05, 0.95, 19),
+                                         1 - np.logspace(-1, -4, 13),
+                                         [settings.detection_threshold]]))
+  found = detections(post, settings, thresholds)
+  at = int(np.argmin(np.abs(thresholds - settings.detection_threshold)))
+  tf_stats = dm.streaming_accuracy(found[at], truth, settings.time_tolerance_ms)
+  curve = [dm.detection_errors(f, truth, keywords, duration_s, float(t),
+                               settings.time_tolerance_ms) for f, t in zip(found, thresholds)]
+  if det_png:
+    dm.plot_det_curve(curve, det_png, title=f"DET ({duration_s / 60:.1f} min stream)")
+  return {
+      "matched": tf_stats.matched, "correct": tf_stats.correct, "wrong": tf_stats.wrong,
+      "false_positive": tf_stats.false_positive, "num_words": tf_stats.num_ground_truth,
+      "detections": len(found[at]),
+      "frr_at_0.5fa_per_hour": dm.frr_at_fa_per_hour(curve, 0.5),
+      "frr_at_1fa_per_hour": dm.frr_at_fa_per_hour(curve, 1.0),
+      "det_curve": [dataclasses.asdict(p) for p in curve],
+      "summary": tf_stats.summary(),
+  }
+
+
+def run_eval(runner: _Runner, wav: str, labels_path: str, reset: str,
+             settings: SmoothingSettings, det_png: str | None) -> dict[str, Any]:
+  if reset not in RESET_MODES:
+    raise ConfigError(f"--reset {reset!r}: choose one of {', '.join(RESET_MODES)}")
+  audio = audio_lib.read_audio(wav, runner.sample_rate)
+  truth = dm.read_labels(labels_path)
+  duration_s = audio.shape[0] / runner.sample_rate
+  reset_hops = []
+  if reset == "clip":
+    reset_hops = [int(t / 1000 * runner.sample_rate) // runner.hop_size for _, t in truth]
+  post = runner.posteriors(audio, reset_hops)
+  result = evaluate_stream(post, truth, settings, duration_s, det_png)
+  result.update({"reset": reset, "audio_seconds": duration_s, "step_seconds": post.seconds,
+                 "real_time_factor": duration_s / max(post.seconds, 1e-9),
+                 "hops": int(post.scores.shape[0])})
+  if post.vad_active is not None:
+    result["vad_active_fraction"] = float(post.vad_active.mean())
+  return result
+
+
+# ----------------------------------------------------------------------------- listen
+
+def listen(runner: _Runner, settings: SmoothingSettings, wav: str | None, seconds: float,
+           realtime: bool = True) -> int:
+  """Prints detections as they happen, from a WAV (played at real-time pace) or the microphone."""
+  import jax.numpy as jnp
+
+  from kws_jax.ops import smoothing
+
+  hop_ms = 1000.0 * runner.hop_size / runner.sample_rate
+  params = _smoothing_params(len(runner.label_names), hop_ms, settings,
+                             settings.detection_threshold)
+  smooth_state = smoothing.init_state(params)
+  step_state = runner.step.initial_state()
+  count = 0
+
+  def handle(chunk: np.ndarray, hop_index: int) -> None:
+    nonlocal smooth_state, step_state, count
+    step_state, outputs = runner.step(step_state, chunk) if callable(runner.step) else \
+        runner.step.step(step_state, chunk)
+    smooth_state, out = smoothing.step(params, smooth_state, jnp.asarray(outputs["scores"]))
+    label = runner.label_names[int(out.label)]
+    if bool(out.is_new_command) and label != dm.SILENCE:
+      count += 1
+      print(f"{(hop_index + 1) * hop_ms / 1000:8.2f} s  {label:<10} score {float(out.score):.2f}",
+            flush=True)
+
+  if wav:
+    audio = audio_lib.read_audio(wav, runner.sample_rate)
+    hops = audio.shape[0] // runner.hop_size
+    start = time.perf_counter()
+    for i in range(hops):
+      handle(audio[i * runner.hop_size:(i + 1) * runner.hop_size], i)
+      if realtime:
+        delay = start + (i + 1) * hop_ms / 1000 - time.perf_counter()
+        if delay > 0:
+          time.sleep(delay)
+    return count
+  try:
+    import sounddevice
+  except ImportError:
+    raise KwsError("live input needs sounddevice: pip install 'kws_jax[live]' "
+                   "(or pass --wav FILE)") from None
+  try:
+    with sounddevice.InputStream(samplerate=runner.sample_rate, channels=1, dtype="float32",
+                                 blocksize=runner.hop_size) as stream:
+      print(f"listening for {seconds:g} s ... (Ctrl-C stops)", file=sys.stderr)
+      for i in range(int(seconds * 1000 / hop_ms)):
+        chunk, _ = stream.read(runner.hop_size)
+        handle(chunk[:, 0], i)
+  except sounddevice.PortAudioError as e:
+    raise KwsError(f"cannot open the microphone: {e}") from None
+  return count
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def _add_source(p: argparse.ArgumentParser) -> None:
+  src = p.add_mutually_exclusive_group(required=True)
+  src.add_argument("--workdir", help="training workdir: runs the JAX streaming step")
+  src.add_argument("--module", help="compiled host-cpu dir (or its .vmfb) from kws_jax.compile")
+  p.add_argument("--reset", default="never", help="never | clip (oracle) | vad")
+  p.add_argument("--threshold", type=float, default=SmoothingSettings.detection_threshold)
+  p.add_argument("--average-window-ms", type=float, default=SmoothingSettings.average_window_ms)
+  p.add_argument("--suppression-ms", type=float, default=SmoothingSettings.suppression_ms)
+  p.add_argument("--minimum-count", type=int, default=SmoothingSettings.minimum_count)
+  p.add_argument("--time-tolerance-ms", type=float, default=SmoothingSettings.time_tolerance_ms)
+
+
+def _runner(args) -> _Runner:
+  if args.workdir:
+    return jax_runner(args.workdir, args.reset)
+  module = args.module
+  if module.endswith(".vmfb"):
+    module = os.path.dirname(module) or "."
+  return iree_runner(module, args.reset)
+
+
+def _settings(args) -> SmoothingSettings:
+  return SmoothingSettings(args.average_window_ms, args.threshold, args.suppression_ms,
+                           args.minimum_count, args.time_tolerance_ms)
+
+
+def main(argv: Sequence[str]) -> int:
+  parser = argparse.ArgumentParser(prog="python -m kws_jax.stream", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = parser.add_subparsers(dest="command", required=True)
+  mk = sub.add_parser("make-test", help="long test WAV + labels from a folder's test speakers")
+  mk.add_argument("--data-dir", required=True)
+  mk.add_argument("--minutes", type=float, default=10.0)
+  mk.add_argument("--out", required=True, help="output WAV (labels go to <out>_labels.txt)")
+  mk.add_argument("--labels", help="labels file (default: <out>_labels.txt)")
+  mk.add_argument("--split", default="test", help="test (the folder's test speakers) or all")
+  mk.add_argument("--background-dir", default="")
+  mk.add_argument("--background-volume", type=float, default=0.1)
+  mk.add_argument("--unknown-percentage", type=float, default=30.0)
+  mk.add_argument("--word-gap-ms", type=int, default=2000)
+  mk.add_argument("--wanted-words", default="yes,no,up,down,left,right,on,off,stop,go")
+  mk.add_argument("--seed", type=int, default=0)
+
+  ev = sub.add_parser("eval", help="streaming accuracy, FRR at FA/h, DET curve, real-time factor")
+  _add_source(ev)
+  ev.add_argument("--wav", required=True)
+  ev.add_argument("--labels", help="ground truth (default: <wav>_labels.txt)")
+  ev.add_argument("--det-png", help="DET curve PNG (default: beside the WAV)")
+  ev.add_argument("--out", help="write the full result JSON here")
+  ev.add_argument("--json", action="store_true", help="last stdout line: the result as JSON")
+
+  li = sub.add_parser("listen", help="live detections from the microphone or a WAV")
+  _add_source(li)
+  li.add_argument("--wav", help="play this file in real time instead of the microphone")
+  li.add_argument("--seconds", type=float, default=60.0)
+  li.add_argument("--fast", action="store_true", help="with --wav: do not wait for real time")
+  args = parser.parse_args(argv)
+
+  if args.command == "make-test":
+    wav, labels, n = make_test(args.data_dir, args.out, args.labels, minutes=args.minutes,
+                               split=args.split, background_dir=args.background_dir,
+                               background_volume=args.background_volume,
+                               unknown_percentage=args.unknown_percentage,
+                               word_gap_ms=args.word_gap_ms, wanted_words=args.wanted_words,
+                               seed=args.seed)
+    print(f"wrote {wav} ({args.minutes:g} min, {n} words) and {labels}")
+    return 0
+  if args.reset not in RESET_MODES:
+    raise ConfigError(f"--reset {args.reset!r}: choose one of {', '.join(RESET_MODES)}")
+  runner = _runner(args)
+  if args.command == "listen":
+    listen(runner, _settings(args), args.wav, args.seconds, realtime=not args.fast)
+    return 0
+  labels = args.labels or default_labels_path(args.wav)
+  det_png = args.det_png or os.path.splitext(args.wav)[0] + f"_det_{args.reset}.png"
+  result = run_eval(runner, args.wav, labels, args.reset, _settings(args), det_png)
+  print(result["summary"])
+  print(f"false rejects at 0.5 FA/h: {100 * result['frr_at_0.5fa_per_hour']:.1f}%, "
+        f"at 1 FA/h: {100 * result['frr_at_1fa_per_hour']:.1f}%  (DET curve: {det_png})")
+  print(f"real-time factor {result['real_time_factor']:.0f} ({result['audio_seconds']:.0f} s of "
+        f"audio in {result['step_seconds']:.2f} s, reset={args.reset})")
+  if args.out:
+    with open(args.out, "w") as f:
+      json.dump(result, f, indent=1)
+  if args.json:
+    print(json.dumps({k: v for k, v in result.items() if k != "det_curve"}))
+  return 0
+
+
+if __name__ == "__main__":
+  run_cli(main)
