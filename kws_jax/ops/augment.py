@@ -1,0 +1,90 @@
+"""Training-time augmentation: time shift, background-noise mixing, SpecAugment.
+
+Pure JAX on ONE example with an explicit PRNG key; `jax.vmap` them for batches.
+Semantics follow TensorFlow's speech_commands `input_data.py`: the shift pads
+with zeros, the noise is a random window of a random background recording at a
+random volume, and the mix is clipped to [-1, 1].
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def time_shift(key: Array, audio: Array, max_shift: int | Array) -> Array:
+  """Shifts `audio` (S,) by a uniform whole number of samples in [-max_shift, max_shift].
+
+  A positive shift delays the sound (zeros enter at the start), a negative one
+  advances it (zeros enter at the end), as TF's time_shift_padding does.
+  """
+  shift = jax.random.randint(key, (), -max_shift, max_shift + 1)
+  return shift_by(audio, shift)
+
+
+def shift_by(audio: Array, shift: int | Array) -> Array:
+  """Shifts `audio` (S,) by exactly `shift` samples with zero fill (see time_shift)."""
+  num_samples = audio.shape[-1]
+  source = jnp.arange(num_samples) - shift
+  inside = (source >= 0) & (source < num_samples)
+  return jnp.where(inside, audio[jnp.clip(source, 0, num_samples - 1)], 0).astype(audio.dtype)
+
+
+def mix_background(key: Array, audio: Array, noise_bank: Array, volume_max: float | Array,
+                   frequency: float | Array, force: bool | Array = False) -> Array:
+  """Adds a random noise window at a random volume to `audio` (S,) float32.
+
+  Args:
+    key: PRNG key.
+    audio: (S,) float32 in [-1, 1].
+    noise_bank: (K, L) float32 noise recordings, L >= S.
+    volume_max: the volume is uniform in [0, volume_max).
+    frequency: probability of mixing any noise at all.
+    force: always mix (TF does so for `_silence_` clips, with volume_max 1).
+
+  Returns:
+    (S,) float32, `clip(audio + volume * noise_window, -1, 1)`.
+  """
+  num_samples = audio.shape[-1]
+  num_noises, noise_length = noise_bank.shape
+  if noise_length < num_samples:
+    raise ValueError(f"noise_bank rows hold {noise_length} samples, fewer than the "
+                     f"{num_samples} of a clip")
+  k_index, k_offset, k_volume, k_apply = jax.random.split(key, 4)
+  index = jax.random.randint(k_index, (), 0, num_noises)
+  offset = jax.random.randint(k_offset, (), 0, noise_length - num_samples + 1)
+  window = jax.lax.dynamic_slice(noise_bank[index], (offset,), (num_samples,))
+  volume = jax.random.uniform(k_volume, (), minval=0.0, maxval=1.0) * volume_max
+  apply = jnp.logical_or(force, jax.random.uniform(k_apply, ()) < frequency)
+  volume = jnp.where(apply, volume, 0.0)
+  return jnp.clip(audio + volume * window, -1.0, 1.0).astype(jnp.float32)
+
+
+def spec_augment(key: Array, features: Array, *, time_masks: int, time_mask_max: int,
+                 freq_masks: int, freq_mask_max: int, mask_value: float = 0.0) -> Array:
+  """SpecAugment (Park et al., 2019) time and frequency masks on `features` (T, F).
+
+  Each of the `time_masks` masks covers a uniform width in [0, time_mask_max]
+  consecutive frames at a uniform start; likewise for frequency. Masked cells
+  are set to `mask_value`.
+  """
+  num_frames, num_features = features.shape
+  keep = jnp.ones(features.shape, dtype=bool)
+  keys = jax.random.split(key, max(1, time_masks + freq_masks))
+  for i in range(time_masks):
+    keep &= ~_band_mask(keys[i], num_frames, time_mask_max)[:, None]
+  for i in range(freq_masks):
+    keep &= ~_band_mask(keys[time_masks + i], num_features, freq_mask_max)[None, :]
+  return jnp.where(keep, features, jnp.asarray(mask_value, features.dtype))
+
+
+def _band_mask(key: Array, size: int, max_width: int) -> Array:
+  """Boolean (size,) with one random band of width in [0, min(max_width, size)] set."""
+  max_width = min(int(max_width), size)
+  k_width, k_start = jax.random.split(key)
+  width = jax.random.randint(k_width, (), 0, max_width + 1)
+  start = jax.random.randint(k_start, (), 0, size - width + 1)
+  positions = jnp.arange(size)
+  return (positions >= start) & (positions < start + width)

@@ -1,0 +1,72 @@
+"""Google's speech_commands through tfds.
+
+tfds' `speech_commands` builder (and `tfds.testing.mock_data` for it) imports
+TensorFlow, which the default install leaves out; without it these tests check
+the error messages and run the conversion code against a stand-in builder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import types
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from kws_jax.data import speech_commands
+from kws_jax.errors import DataError, KwsError
+
+HAS_TF = importlib.util.find_spec("tensorflow") is not None
+TFDS_NAMES = ["down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes",
+              "_silence_", "_unknown_"]  # tfds' label order
+
+
+@pytest.mark.skipif(HAS_TF, reason="TensorFlow is installed")
+def test_without_tensorflow_the_error_names_the_extra():
+  with pytest.raises(KwsError, match=r"tensorflow.*pip install 'kws_jax\[tfds\]'"):
+    speech_commands.load()
+
+
+class _FakeBuilder:
+  """Stands in for tfds.builder("speech_commands") (same info and split names)."""
+
+  def __init__(self, fail_download=False):
+    self.fail_download = fail_download
+    label = types.SimpleNamespace(names=TFDS_NAMES)
+    self.info = types.SimpleNamespace(features={"label": label})
+
+  def download_and_prepare(self, download_config=None):
+    if self.fail_download:
+      raise ConnectionError("Failed to resolve 'download.tensorflow.org'")
+
+  def as_dataset(self, split):
+    rng = np.random.default_rng(len(split))
+    return [{"audio": rng.integers(-100, 100, size=n).astype(np.int16), "label": label}
+            for n, label in ((16000, 9), (12000, 10), (17000, 11), (16000, 3))]
+
+
+@pytest.fixture
+def fake_tfds(monkeypatch):
+  monkeypatch.setattr(speech_commands, "require_tensorflow", lambda: None)
+  monkeypatch.setattr(tfds, "as_numpy", lambda ds: ds)
+  return monkeypatch
+
+
+def test_download_failure_explains_manual_dir(fake_tfds):
+  fake_tfds.setattr(tfds, "builder", lambda name, data_dir=None: _FakeBuilder(fail_download=True))
+  with pytest.raises(DataError, match="manual_dir.*speech_commands_v0.02.tar.gz|"
+                     "speech_commands_v0.02.tar.gz.*manual_dir"):
+    speech_commands.load()
+
+
+def test_labels_are_remapped_to_tf_order_and_clips_fit(fake_tfds):
+  fake_tfds.setattr(tfds, "builder", lambda name, data_dir=None: _FakeBuilder())
+  data = speech_commands.load(clip_samples=16000)
+  assert data.label_names == ["_silence_", "_unknown_", "yes", "no", "up", "down", "left",
+                              "right", "on", "off", "stop", "go"]
+  for split in ("train", "validation", "test"):
+    arrays = data.splits[split]
+    assert [data.label_names[i] for i in arrays.labels] == ["yes", "_silence_", "_unknown_", "no"]
+    assert arrays.audio.shape == (4, 16000) and arrays.audio.dtype == np.int16
+    assert not arrays.audio[1, 12000:].any()  # short clip zero-padded

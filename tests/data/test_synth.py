@@ -1,0 +1,110 @@
+"""The offline synthetic keyword set (espeak-ng through espeakng-loader)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from kws_jax.data import pipeline, synth
+from kws_jax.errors import KwsError
+
+pytest.importorskip("espeakng_loader")
+
+TINY = dict(speakers_per_accent=1, unknown_words_per_speaker=1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+  out = tmp_path_factory.mktemp("synth") / "set"
+  code = synth.main(["--out", str(out), "--speakers-per-accent", "1",
+                     "--unknown-words-per-speaker", "1", "--workers", "2"])
+  assert code == 0
+  return out
+
+
+def test_plan_is_deterministic_and_splits_by_accent():
+  params = synth.SynthParams(speakers_per_accent=3, unknown_words_per_speaker=2)
+  first, splits = synth.plan(params)
+  again, _ = synth.plan(params)
+  assert first == again
+  accents = len(synth.TRAIN_ACCENTS) + len(synth.VALIDATION_ACCENTS) + len(synth.TEST_ACCENTS)
+  assert len(first) == accents * 3 * (len(synth.KEYWORDS) + 2)
+  assert len(splits) == accents * 3
+  for u in first:
+    accent = u.voice.split("+")[0]
+    speaker = u.relpath.split("/")[1].split("_nohash_")[0]
+    expected = ("validation" if accent in synth.VALIDATION_ACCENTS else
+                "test" if accent in synth.TEST_ACCENTS else "train")
+    assert splits[speaker] == expected
+  other, _ = synth.plan(synth.SynthParams(speakers_per_accent=3, unknown_words_per_speaker=2,
+                                          seed=1))
+  assert [u.seed for u in other] != [u.seed for u in first]
+
+
+def test_generated_folder_layout_and_audio(tiny_set):
+  info = json.loads((tiny_set / synth.INFO_FILE).read_text())
+  utterances, splits = synth.plan(synth.SynthParams(**TINY))
+  assert info["clips"] == len(utterances) == 8 * 11
+  for u in utterances:
+    audio, rate = sf.read(str(tiny_set / u.relpath), dtype="int16")
+    assert rate == 16000 and audio.shape == (16000,)
+    assert np.abs(audio).max() > 1000  # a word, not silence
+  for name, split in (("validation_list.txt", "validation"), ("testing_list.txt", "test")):
+    listed = (tiny_set / name).read_text().split()
+    speaker_of = {u.relpath: u.relpath.split("/")[1].split("_nohash_")[0] for u in utterances}
+    assert sorted(listed) == sorted(p for p, s in speaker_of.items() if splits[s] == split)
+  noises = sorted(os.listdir(tiny_set / "_background_noise_"))
+  assert len(noises) == 4
+  for name in noises:
+    noise, _ = sf.read(str(tiny_set / "_background_noise_" / name))
+    assert len(noise) == 60 * 16000 and 0.001 < np.sqrt(np.mean(noise**2)) < 0.02
+
+
+def test_generation_is_reproducible(tmp_path):
+  params = synth.SynthParams(keywords=("yes", "no"), unknown_words=("cat",), seed=5,
+                             speakers_per_accent=1, unknown_words_per_speaker=1, workers=2)
+  synth.generate(str(tmp_path / "a"), params, progress=False)
+  synth.generate(str(tmp_path / "b"), params, progress=False)
+  utterances, _ = synth.plan(params)
+  assert len(utterances) == 24
+  for u in utterances:
+    assert (tmp_path / "a" / u.relpath).read_bytes() == (tmp_path / "b" / u.relpath).read_bytes()
+
+
+def test_pipeline_reuses_a_matching_set_and_regenerates_on_change(tiny_set, tmp_path):
+  cfg = pipeline.default_config()
+  cfg.synthetic_dir = str(tiny_set)
+  cfg.cache_dir = str(tmp_path / "cache")
+  cfg.synthetic.update(TINY)
+  stamp = os.path.getmtime(tiny_set / synth.INFO_FILE)
+  ds = pipeline.load_dataset(cfg, 0)
+  assert os.path.getmtime(tiny_set / synth.INFO_FILE) == stamp  # reused, not regenerated
+  assert ds.label_names[2:] == list(synth.KEYWORDS)
+  # Training speakers never speak in validation/test (split by accent).
+  assert not set(ds.train.speakers) & (set(ds.validation.speakers) | set(ds.test.speakers) - {""})
+  assert np.bincount(ds.train.labels, minlength=12)[2:].tolist() == [6] * 10
+  small = synth.SynthParams(keywords=("yes",), unknown_words=("cat",), seed=3,
+                            speakers_per_accent=1, unknown_words_per_speaker=1, workers=1)
+  target = tmp_path / "regen"
+  synth.ensure_generated(str(target), small)
+  first = (target / synth.INFO_FILE).read_text()
+  synth.ensure_generated(str(target), small)
+  assert (target / synth.INFO_FILE).read_text() == first
+  changed = synth.SynthParams(**{**small.__dict__, "seed": 4})
+  synth.ensure_generated(str(target), changed)
+  assert json.loads((target / synth.INFO_FILE).read_text())["seed"] == 4
+
+
+def test_refuses_a_foreign_folder_and_names_the_extra(tmp_path, monkeypatch):
+  (tmp_path / "mine").mkdir()
+  (tmp_path / "mine" / "notes.txt").write_text("x")
+  with pytest.raises(KwsError, match="not a synthetic keyword set"):
+    synth.ensure_generated(str(tmp_path / "mine"))
+  monkeypatch.setitem(sys.modules, "espeakng_loader", None)
+  with pytest.raises(KwsError, match=r"pip install 'kws_jax\[synth\]'"):
+    synth.generate(str(tmp_path / "new"))

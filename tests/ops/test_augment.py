@@ -1,0 +1,142 @@
+"""kws_jax.ops.augment against NumPy references."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kws_jax.ops import augment
+
+
+def _numpy_shift(x: np.ndarray, shift: int) -> np.ndarray:
+  """TF time_shift_padding/offset reference: pad `shift` zeros in front (or behind), cut."""
+  if shift >= 0:
+    return np.concatenate([np.zeros(shift), x])[: len(x)]
+  return np.concatenate([x, np.zeros(-shift)])[-shift:]
+
+
+def test_shift_by_matches_numpy_reference():
+  x = np.arange(1, 101, dtype=np.float32)
+  for shift in (-100, -37, -1, 0, 1, 5, 99, 100):
+    np.testing.assert_array_equal(np.asarray(augment.shift_by(jnp.asarray(x), shift)),
+                                  _numpy_shift(x, shift))
+
+
+def test_time_shift_draws_every_shift_in_range_and_no_other():
+  x = jnp.arange(1, 201, dtype=jnp.float32)
+  max_shift = 3
+  keys = jax.random.split(jax.random.key(0), 400)
+  shifted = np.asarray(jax.jit(jax.vmap(augment.time_shift, (0, None, None)))(keys, x, max_shift))
+  references = {s: _numpy_shift(np.asarray(x), s) for s in range(-max_shift, max_shift + 1)}
+  seen = set()
+  for row in shifted:
+    matches = [s for s, ref in references.items() if np.array_equal(row, ref)]
+    assert len(matches) == 1
+    seen.add(matches[0])
+  assert seen == set(references)
+
+
+def test_time_shift_zero_is_identity():
+  x = jax.random.normal(jax.random.key(1), (50,))
+  np.testing.assert_array_equal(augment.time_shift(jax.random.key(2), x, 0), x)
+
+
+def _ramp_bank(num: int, length: int) -> np.ndarray:
+  # Distinct values everywhere, so the added window can be located exactly.
+  return (np.arange(num * length, dtype=np.float64).reshape(num, length) /
+          (num * length)).astype(np.float32) * 0.5 + 0.01
+
+
+def test_mix_background_adds_a_scaled_window_of_one_noise():
+  bank = _ramp_bank(3, 64)
+  keys = jax.random.split(jax.random.key(0), 20)
+  outs = np.asarray(jax.vmap(augment.mix_background, (0, None, None, None, None))(
+      keys, jnp.zeros(16, jnp.float32), jnp.asarray(bank), 0.5, 1.0))
+  for out in outs:
+    # Recover volume from the first sample, then the window is out / volume.
+    found = False
+    for k in range(3):
+      for offset in range(64 - 16 + 1):
+        window = bank[k, offset:offset + 16]
+        volume = out[0] / window[0]
+        if np.allclose(out, volume * window, rtol=1e-5, atol=1e-7):
+          assert 0 <= volume < 0.5
+          found = True
+    assert found
+
+
+def test_mix_background_frequency_zero_leaves_audio_force_overrides():
+  bank = jnp.asarray(_ramp_bank(2, 40))
+  audio = jax.random.uniform(jax.random.key(3), (20,), minval=-0.5, maxval=0.5)
+  keys = jax.random.split(jax.random.key(0), 10)
+  mix = jax.vmap(augment.mix_background, (0, None, None, None, None, None))
+  np.testing.assert_array_equal(mix(keys, audio, bank, 0.3, 0.0, False),
+                                np.broadcast_to(audio, (10, 20)))
+  forced = np.asarray(mix(keys, audio, bank, 0.3, 0.0, True))
+  assert all(not np.allclose(row, audio) for row in forced)
+
+
+def test_mix_background_frequency_is_the_mixing_probability():
+  bank = jnp.asarray(_ramp_bank(2, 40))
+  audio = jnp.zeros(20)
+  keys = jax.random.split(jax.random.key(4), 2000)
+  out = jax.vmap(augment.mix_background, (0, None, None, None, None))(keys, audio, bank, 1.0, 0.3)
+  mixed = np.mean(np.any(np.asarray(out) != 0, axis=1))
+  assert abs(mixed - 0.3) < 0.04
+
+
+def test_mix_background_clips_to_unit_range():
+  bank = jnp.ones((1, 30))
+  out = augment.mix_background(jax.random.key(0), jnp.full((10,), 0.9), bank, 1e6, 1.0)
+  assert float(jnp.max(out)) == 1.0
+
+
+def test_mix_background_rejects_short_noise():
+  with pytest.raises(ValueError, match="fewer than"):
+    augment.mix_background(jax.random.key(0), jnp.zeros(10), jnp.zeros((1, 5)), 0.1, 1.0)
+
+
+def _bands(mask_1d: np.ndarray) -> int:
+  return int(np.sum(np.diff(np.concatenate([[0], mask_1d.astype(int), [0]])) == 1))
+
+
+def _spec_augment_many(features, num, **kwargs):
+  keys = jax.random.split(jax.random.key(7), num)
+  fn = jax.jit(jax.vmap(lambda k: augment.spec_augment(k, features, **kwargs)))
+  return np.asarray(fn(keys))
+
+
+def test_spec_augment_masks_are_bands_within_limits():
+  features = jnp.ones((98, 40))
+  outs = _spec_augment_many(features, 30, time_masks=1, time_mask_max=10, freq_masks=1,
+                            freq_mask_max=8, mask_value=-1.0)
+  for out in outs:
+    masked = out == -1.0
+    time_rows = masked.all(axis=1)
+    freq_cols = masked.all(axis=0)
+    # Every masked cell is in a fully masked row or column: masks are bands.
+    assert np.array_equal(masked, time_rows[:, None] | freq_cols[None, :])
+    assert time_rows.sum() <= 10 and _bands(time_rows) <= 1
+    assert freq_cols.sum() <= 8 and _bands(freq_cols) <= 1
+    np.testing.assert_array_equal(out[~masked], 1.0)
+
+
+def test_spec_augment_widths_reach_the_maximum_and_zero_masks_is_identity():
+  features = jax.random.normal(jax.random.key(0), (50, 20))
+  outs = _spec_augment_many(features, 200, time_masks=1, time_mask_max=3, freq_masks=0,
+                            freq_mask_max=0, mask_value=jnp.nan)
+  widths = {int(np.isnan(out).all(axis=1).sum()) for out in outs}
+  assert widths == {0, 1, 2, 3}
+  same = augment.spec_augment(jax.random.key(1), features, time_masks=0, time_mask_max=5,
+                              freq_masks=0, freq_mask_max=5)
+  np.testing.assert_array_equal(same, features)
+
+
+def test_spec_augment_two_masks_each_give_independent_masks():
+  features = jnp.ones((30, 10))
+  outs = _spec_augment_many(features, 50, time_masks=2, time_mask_max=8, freq_masks=2,
+                            freq_mask_max=4)
+  assert len({out.tobytes() for out in outs}) > 25
+  # Two bands of up to 8 frames each: never more than 16 masked frames.
+  assert max(int((out == 0).all(axis=1).sum()) for out in outs) <= 16
+  assert max(_bands((out == 0).all(axis=1)) for out in outs) == 2
