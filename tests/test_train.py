@@ -1,0 +1,203 @@
+"""Training end to end on a tiny generated folder: artefacts, determinism, exact resume
+(in process, after a corrupt checkpoint, and after SIGKILL of the CLI), NaN guard."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import jax
+import numpy as np
+import pytest
+
+from kws_jax import errors
+from kws_jax import train
+from kws_jax import trained
+from tiny_training import make_folder, tiny_config, write_experiment
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+  root = tmp_path_factory.mktemp("tiny")
+  return types.SimpleNamespace(root=root, data=make_folder(root / "data"), cache=root / "cache")
+
+
+@pytest.fixture(scope="module")
+def reference(tiny):
+  """One uninterrupted run; the other tests compare against it."""
+  workdir = tiny.root / "reference"
+  results = train.train_and_evaluate(tiny_config(tiny.data, tiny.cache), workdir)
+  return workdir, results
+
+
+def comparable(results: dict) -> dict:
+  return {k: v for k, v in results.items() if k != "training_seconds"}
+
+
+def metric_records(workdir: pathlib.Path) -> list[dict]:
+  records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  return [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in records]
+
+
+def weights(workdir: pathlib.Path, which: str) -> list[np.ndarray]:
+  return [np.asarray(x) for x in jax.tree.leaves(trained.load(workdir, which).variables)]
+
+
+def assert_same_run(workdir: pathlib.Path, reference_dir: pathlib.Path) -> None:
+  got = json.loads((workdir / "results.json").read_text())
+  want = json.loads((reference_dir / "results.json").read_text())
+  assert comparable(got) == comparable(want)
+  assert metric_records(workdir) == metric_records(reference_dir)
+  for which in (trained.BEST, trained.LATEST):
+    for a, b in zip(weights(workdir, which), weights(reference_dir, which), strict=True):
+      np.testing.assert_array_equal(a, b)
+
+
+def latest_steps(workdir: pathlib.Path) -> list[int]:
+  directory = trained.checkpoint_dir(workdir, trained.LATEST)
+  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+
+
+def test_train_writes_every_artefact(reference):
+  workdir, results = reference
+  for name in ("config.json", "labels.txt", "metrics.jsonl", "results.json",
+               "confusion_matrix.png", "training_curves.png"):
+    assert (workdir / name).is_file(), name
+  for name in ("confusion_matrix.png", "training_curves.png"):
+    assert (workdir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert any(p.name.startswith("events.out.tfevents") for p in (workdir / "tensorboard").iterdir())
+  assert (workdir / "labels.txt").read_text().split() == ["_silence_", "_unknown_", "yes", "no"]
+  assert json.loads((workdir / "config.json").read_text())["model"]["name"] == "tf_tiny_conv"
+
+  epochs = [r for r in metric_records(workdir) if r["kind"] == "epoch"]
+  assert [r["epoch"] for r in epochs] == [1, 2]
+  steps_per_epoch = results["steps_per_epoch"]
+  assert [r["step"] for r in epochs] == [steps_per_epoch, 2 * steps_per_epoch]
+  assert results["steps"] == 2 * steps_per_epoch == latest_steps(workdir)[-1]
+  assert steps_per_epoch == results["data_sizes"]["train_epoch"] // 8
+
+  matrix = np.asarray(results["confusion_matrix"])
+  assert matrix.shape == (4, 4)
+  assert matrix.sum() == results["num_examples"] == results["data_sizes"]["test"] > 0
+  assert results["accuracy"] == pytest.approx(np.trace(matrix) / matrix.sum())
+  for i, name in enumerate(results["labels"]):
+    if matrix[i].sum():
+      assert results["per_class"][name]["recall"] == pytest.approx(matrix[i, i] / matrix[i].sum())
+  t = trained.load(workdir)
+  assert results["num_params"] == sum(x.size for x in jax.tree.leaves(t.variables["params"])) > 0
+  assert results["macs_per_second"] > 0
+  assert results["best_step"] in latest_steps(workdir)
+  assert max(r["val_accuracy"] for r in epochs) == results["validation_accuracy"]
+
+
+def test_trained_model_predicts_like_training_evaluation(reference, tiny):
+  workdir, results = reference
+  t = trained.load(workdir, "best")
+  assert t.label_names == results["labels"]
+  assert (t.num_frames, t.num_features) == tuple(results["input_shape"])
+  from tiny_training import SAMPLE_RATE, WORD_PITCH, tone
+  rng = np.random.default_rng(5)
+  clips = np.stack([tone(WORD_PITCH[w], rng, t.clip_samples) for w in ("yes", "no")])
+  logits = np.asarray(t.predict(clips))
+  assert logits.shape == (2, 4) and np.all(np.isfinite(logits))
+  # int16 input is auto-scaled by the frontend: the same logits.
+  from kws_jax.audio import to_int16
+  np.testing.assert_allclose(np.asarray(t.predict(to_int16(clips))), logits, atol=1e-3)
+  with pytest.raises(errors.KwsError, match="shape"):
+    t.predict(clips[:, :100])
+
+
+def test_same_seed_gives_identical_metrics_and_weights(reference, tiny):
+  reference_dir, _ = reference
+  workdir = tiny.root / "again"
+  train.train_and_evaluate(tiny_config(tiny.data, tiny.cache), workdir)
+  assert_same_run(workdir, reference_dir)
+
+
+def test_resume_mid_epoch_equals_uninterrupted(reference, tiny, capsys):
+  reference_dir, _ = reference
+  workdir = tiny.root / "resumed"
+  shutil.copytree(reference_dir, workdir)
+  # The state a kill right after the first checkpoint leaves: later checkpoints gone,
+  # later metrics lines, best checkpoint and results still from the "future".
+  first, *later = latest_steps(workdir)
+  for step in later:
+    shutil.rmtree(trained.checkpoint_dir(workdir, trained.LATEST) / str(step))
+  train.train_and_evaluate(tiny_config(tiny.data, tiny.cache), workdir)
+  assert f"resuming from {trained.checkpoint_dir(workdir, trained.LATEST)}/{first}" in (
+      capsys.readouterr().err)
+  assert_same_run(workdir, reference_dir)
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_previous(reference, tiny):
+  reference_dir, _ = reference
+  workdir = tiny.root / "corrupt"
+  shutil.copytree(reference_dir, workdir)
+  *_, previous, newest = latest_steps(workdir)
+  for path in (trained.checkpoint_dir(workdir, trained.LATEST) / str(newest)).rglob("*"):
+    if path.is_file() and "model" in path.parts:
+      path.write_bytes(b"garbage")
+  with pytest.warns(UserWarning, match=f"cannot be read.*falling back to step {previous}"):
+    train.train_and_evaluate(tiny_config(tiny.data, tiny.cache), workdir)
+  assert_same_run(workdir, reference_dir)
+
+
+def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(tiny):
+  workdir = tiny.root / "nan"
+  config = tiny_config(tiny.data, tiny.cache, debug_inject_nan_at_step=5)
+  with pytest.raises(errors.TrainingError, match=r"non-finite loss \(nan\) at step 5 .*"
+                     r"last good checkpoint: .*latest/4"):
+    train.train_and_evaluate(config, workdir)
+  assert latest_steps(workdir)[-1] == 4  # checkpoints every 2 steps; nothing after the NaN
+  t = trained.load(workdir, "latest")
+  assert t.step == 4
+  assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(t.variables))
+
+
+def test_rerun_with_a_different_config_is_refused(reference, tiny):
+  workdir, _ = reference
+  config = tiny_config(tiny.data, tiny.cache, learning_rate=0.1)
+  with pytest.raises(errors.ConfigError, match="different config.*train.learning_rate"):
+    train.train_and_evaluate(config, workdir)
+
+
+def test_missing_data_folder_is_a_clear_data_error(tmp_path):
+  config = tiny_config(tmp_path / "nowhere", tmp_path / "cache")
+  with pytest.raises(errors.DataError, match=r"no such folder.*--config\.data\.data_dir=PATH"):
+    train.train_and_evaluate(config, tmp_path / "work")
+
+
+def test_sigkill_then_rerun_ends_like_an_uninterrupted_run(reference, tiny, tmp_path):
+  reference_dir, _ = reference
+  experiment = write_experiment(tmp_path / "tiny_experiment.py", tiny.data, tiny.cache)
+  workdir = tmp_path / "work"
+  command = [sys.executable, "-m", "kws_jax.train", str(experiment), "--workdir", str(workdir)]
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+  latest_dir = trained.checkpoint_dir(workdir, trained.LATEST)
+  deadline = time.monotonic() + 300
+  while time.monotonic() < deadline and process.poll() is None:
+    if latest_dir.is_dir() and any(p.name.isdigit() for p in latest_dir.iterdir()):
+      process.send_signal(signal.SIGKILL)
+      break
+    time.sleep(0.01)
+  process.wait(timeout=60)
+  stderr = process.stderr.read().decode()
+  assert process.returncode == -signal.SIGKILL, f"not killed mid-run:\n{stderr[-2000:]}"
+  assert not (workdir / "results.json").exists()
+
+  rerun = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert "resuming from" in rerun.stderr
+  assert "test accuracy" in rerun.stdout
+  assert_same_run(workdir, reference_dir)
