@@ -1,0 +1,273 @@
+"""Export the streaming step as portable StableHLO with explicit state, plus meta.json.
+
+    python -m kws_jax.export --workdir DIR --out EXPORT_DIR [--quantize int8]
+
+The exported function is flat, so that any runtime (IREE's Python bindings,
+`iree-run-module`, firmware in C) can call it without knowing JAX pytrees:
+
+    main(samples f32[hop], *state) -> (*outputs, *new_state)
+
+with the state leaves and outputs in the order listed in meta.json. An export dir
+holds, per featurizer variant V (the trained spectrum, plus "dft" for Vulkan and
+"rfft" for microcontrollers when the trained one differs):
+  step_V.mlirbc   StableHLO portable bytecode (what `kws_jax.compile` reads)
+  step_V.mlir     the same module as text, for reading and checks
+and once: meta.json, initial_state.npz (the state before the first hop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import re
+import shutil
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import kws_jax
+from kws_jax import errors
+from kws_jax.errors import ExportError
+from kws_jax.streaming import StreamingStep
+
+EXPORT_FORMAT = "kws_jax.export"
+EXPORT_FORMAT_VERSION = 1
+META_FILE = "meta.json"
+INITIAL_STATE_FILE = "initial_state.npz"
+FUNCTION_NAME = "main"
+# The module is named after the traced function: jit_<name>.
+MODULE_BASENAME = "kws_step"
+MODULE_NAME = f"jit_{MODULE_BASENAME}"
+
+_FORBIDDEN_OPS = {
+    "stablehlo.custom_call": "a custom call (IREE cannot compile host-specific kernels)",
+    "stablehlo.while": "a loop (lax.scan/while_loop); the step must be straight-line code",
+}
+
+
+def flat_signature(step: StreamingStep) -> tuple[list[dict], list[dict], list[dict], list[np.ndarray]]:
+  """(inputs, outputs, state) descriptions and the initial state leaves, in call order."""
+  state0 = step.initial_state()
+  state_leaves = jax.tree_util.tree_flatten_with_path(state0)[0]
+  state = [{"name": "state." + jax.tree_util.keystr(p, simple=True, separator="."),
+            "shape": list(np.shape(v)), "dtype": str(np.asarray(v).dtype)}
+           for p, v in state_leaves]
+  samples = jax.ShapeDtypeStruct((step.hop_size,), jnp.float32)
+  _, out_shapes = jax.eval_shape(step.apply, step.params, state0, samples)
+  outputs = [{"name": name, "shape": list(out_shapes[name].shape),
+              "dtype": str(out_shapes[name].dtype)} for name in sorted(out_shapes)]
+  inputs = [{"name": "samples", "shape": [step.hop_size], "dtype": "float32"}] + state
+  return inputs, outputs + state, state, [np.asarray(v) for _, v in state_leaves]
+
+
+def flat_function(step: StreamingStep):
+  """`f(samples, *state_leaves) -> (*outputs, *new_state_leaves)`, weights baked in."""
+  state0 = step.initial_state()
+  treedef = jax.tree.structure(state0)
+  num_state = treedef.num_leaves
+
+  def kws_step(samples, *state_leaves):
+    if len(state_leaves) != num_state:
+      raise ExportError(f"expected {num_state} state arrays, got {len(state_leaves)}")
+    state = jax.tree.unflatten(treedef, state_leaves)
+    new_state, outputs = step.apply(step.params, state, samples)
+    return (*[outputs[k] for k in sorted(outputs)], *jax.tree.leaves(new_state))
+
+  kws_step.__name__ = MODULE_BASENAME
+  return kws_step
+
+
+def trace(step: StreamingStep) -> jax.export.Exported:
+  inputs, _, _, _ = flat_signature(step)
+  args = [jax.ShapeDtypeStruct(tuple(i["shape"]), jnp.dtype(i["dtype"])) for i in inputs]
+  return jax.export.export(jax.jit(flat_function(step)))(*args)
+
+
+def check_module_text(text: str) -> dict[str, int]:
+  """Counts the StableHLO ops; raises ExportError for ops IREE cannot take from a step."""
+  ops: dict[str, int] = {}
+  for op in re.findall(r"\b(stablehlo\.[a-z_]+)\b", text):
+    ops[op] = ops.get(op, 0) + 1
+  for op, why in _FORBIDDEN_OPS.items():
+    if op in ops:
+      raise ExportError(f"the exported step contains {op}: {why}; fix the model's `step`")
+  for length in fft_lengths(text):
+    if length & (length - 1):
+      raise ExportError(
+          f"the featurizer uses an FFT of length {length}, not a power of two, which IREE "
+          f"cannot compile; set the frontend's fft_length to {1 << (length - 1).bit_length()} "
+          f"or use spectrum='dft'")
+  return dict(sorted(ops.items()))
+
+
+def fft_lengths(text: str) -> list[int]:
+  """FFT lengths in a StableHLO module's text (pretty or generic form)."""
+  found = re.findall(r"stablehlo\.fft[^\n]*?length\s*=\s*(?:array<i64:\s*|\[)\s*([\d,\s]+)", text)
+  return [math.prod(int(n) for n in group.replace(" ", "").split(",") if n) for group in found]
+
+
+def export_step(step: StreamingStep,
+                out_dir: str | os.PathLike,
+                *,
+                variants: dict[str, StreamingStep] | None = None,
+                default_variant: str = "rfft",
+                extra_meta: dict[str, Any] | None = None) -> dict[str, Any]:
+  """Writes `step` (and same-signature variants, e.g. a DFT featurizer) to `out_dir`.
+
+  Returns the meta dict (also written as meta.json).
+  """
+  out = pathlib.Path(out_dir)
+  variants = dict(variants or {})
+  variants.setdefault(default_variant, step)
+  inputs, outputs, state, state0 = flat_signature(step)
+  out.mkdir(parents=True, exist_ok=True)
+  modules = {}
+  for name, variant in sorted(variants.items()):
+    v_inputs, v_outputs, _, _ = flat_signature(variant)
+    if (v_inputs, v_outputs) != (inputs, outputs):
+      raise ExportError(f"variant {name!r} of the step has another signature than the "
+                        f"{default_variant!r} one")
+    exported = trace(variant)
+    text = exported.mlir_module()
+    ops = check_module_text(text)
+    files = {"bytecode": f"step_{name}.mlirbc", "text": f"step_{name}.mlir"}
+    (out / files["bytecode"]).write_bytes(exported.mlir_module_serialized)
+    (out / files["text"]).write_text(text)
+    modules[name] = {**files, "ops": ops}
+  np.savez(out / INITIAL_STATE_FILE, **{s["name"]: v for s, v in zip(state, state0)})
+  meta = {
+      "format": EXPORT_FORMAT,
+      "format_version": EXPORT_FORMAT_VERSION,
+      "kws_jax_version": kws_jax.__version__,
+      "jax_version": jax.__version__,
+      "module_name": MODULE_NAME,
+      "function": FUNCTION_NAME,
+      "default_variant": default_variant,
+      "modules": modules,
+      "sample_rate": step.sample_rate,
+      "hop_size": step.hop_size,
+      "labels": list(step.label_names),
+      "inputs": inputs,
+      "outputs": outputs,
+      "state": state,
+      "initial_state": INITIAL_STATE_FILE,
+      "num_weights": int(sum(np.size(x) for x in jax.tree.leaves(step.params))),
+      "weight_bytes": int(sum(np.asarray(x).nbytes for x in jax.tree.leaves(step.params))),
+      **{k: v for k, v in step.info.items()},
+      **(extra_meta or {}),
+  }
+  (out / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+  return meta
+
+
+def load_meta(export_dir: str | os.PathLike) -> dict[str, Any]:
+  """Reads and checks meta.json of an export (or compiled) dir; ExportError when unusable."""
+  path = pathlib.Path(export_dir) / META_FILE
+  if not path.is_file():
+    raise ExportError(f"{export_dir}: not a kws_jax export dir (no {META_FILE}); "
+                      f"make one with `python -m kws_jax.export --workdir DIR --out {export_dir}`")
+  try:
+    meta = json.loads(path.read_text())
+  except (OSError, json.JSONDecodeError) as e:
+    raise ExportError(f"{path}: unreadable ({e}); export again") from None
+  if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
+    raise ExportError(f"{path}: not a kws_jax export meta file; export again")
+  version = meta.get("format_version")
+  written_by = meta.get("kws_jax_version", "unknown")
+  if version != EXPORT_FORMAT_VERSION or _minor(written_by) != _minor(kws_jax.__version__):
+    raise ExportError(
+        f"{export_dir} was exported by kws_jax {written_by} (export format {version}); this is "
+        f"kws_jax {kws_jax.__version__} (format {EXPORT_FORMAT_VERSION}): export it again with "
+        f"`python -m kws_jax.export`")
+  return meta
+
+
+def load_initial_state(export_dir: str | os.PathLike, meta: dict | None = None) -> list[np.ndarray]:
+  meta = meta or load_meta(export_dir)
+  path = pathlib.Path(export_dir) / meta["initial_state"]
+  if not path.is_file():
+    raise ExportError(f"{path}: missing; export again")
+  with np.load(path) as data:
+    try:
+      return [data[s["name"]] for s in meta["state"]]
+    except KeyError as e:
+      raise ExportError(f"{path} lacks state {e}; export again") from None
+
+
+def export_trained(trained: Any,
+                   out_dir: str | os.PathLike,
+                   *,
+                   quantize: str | None = None,
+                   vad: bool | None = None,
+                   smoothing: bool | None = None) -> dict[str, Any]:
+  """Exports a trained model's streaming step with its featurizer variants.
+
+  The trained spectrum is the default variant; the "dft" (matmul) variant is added
+  for Vulkan and the "rfft" one (power-of-two n_fft only) for small flash on MCUs.
+  """
+  from kws_jax import streaming
+  cfg = streaming.frontend_params_config(trained.frontend)
+  spectrum = getattr(cfg, "spectrum", "rfft")
+  wanted = [spectrum]
+  if hasattr(cfg, "spectrum"):
+    wanted += [s for s in ("dft", "rfft") if s != spectrum]
+  n_fft = getattr(cfg, "n_fft", 0)
+  variants = {}
+  for name in wanted:
+    if name == "rfft" and name != spectrum and n_fft & (n_fft - 1):
+      continue  # IREE compiles power-of-two FFTs only; the DFT variant covers the rest.
+    variants[name] = streaming.make_step(trained, vad=vad, smoothing=smoothing,
+                                         spectrum=None if name == spectrum else name)
+  extra: dict[str, Any] = {"quantization": None}
+  if quantize is not None:
+    from kws_jax import quantize as quantize_lib
+    if quantize != "int8":
+      raise ExportError(f"unknown --quantize {quantize!r}; the one scheme is int8")
+    for name in list(variants):
+      variants[name], extra["quantization"] = quantize_lib.quantize_step(variants[name])
+  return export_step(variants[spectrum], out_dir, variants=variants, default_variant=spectrum,
+                     extra_meta=extra)
+
+
+def _minor(version: str) -> tuple[str, ...]:
+  return tuple(str(version).split(".")[:2])
+
+
+def main(argv: Sequence[str]) -> int:
+  parser = argparse.ArgumentParser(prog="python -m kws_jax.export", description=__doc__.split("\n\n")[0])
+  parser.add_argument("--workdir", required=True, help="training workdir (config.json, checkpoints/)")
+  parser.add_argument("--out", required=True, help="export dir to write")
+  parser.add_argument("--which", default="best", choices=["best", "latest"], help="checkpoint")
+  parser.add_argument("--quantize", choices=["int8"], default=None,
+                      help="int8 weights per output channel, int8 x int8 -> int32 products")
+  parser.add_argument("--vad", choices=["auto", "on", "off"], default="auto",
+                      help="include the VAD that resets the recurrent state (auto: as configured)")
+  parser.add_argument("--smoothing", choices=["auto", "on", "off"], default="auto",
+                      help="include posterior smoothing (auto: as configured)")
+  parser.add_argument("--force", action="store_true", help="replace an existing export dir")
+  args = parser.parse_args(argv)
+  from kws_jax import trained as trained_lib
+  out = pathlib.Path(args.out)
+  if out.exists() and any(out.iterdir()):
+    if not args.force:
+      raise ExportError(f"{out} exists and is not empty; pass --force to replace it")
+    shutil.rmtree(out)
+  trained = trained_lib.load(args.workdir, which=args.which)
+  flag = {"auto": None, "on": True, "off": False}
+  meta = export_trained(trained, out, quantize=args.quantize, vad=flag[args.vad],
+                        smoothing=flag[args.smoothing])
+  sizes = {name: (out / m["bytecode"]).stat().st_size for name, m in meta["modules"].items()}
+  print(f"exported {args.workdir} -> {out}: hop {meta['hop_size']} samples at "
+        f"{meta['sample_rate']} Hz, {len(meta['labels'])} classes, {len(meta['state'])} state "
+        f"arrays, {meta['num_weights']} weights; variants "
+        + ", ".join(f"{k} ({v / 1024:.0f} KiB)" for k, v in sizes.items()))
+  return 0
+
+
+if __name__ == "__main__":
+  errors.run_cli(main)
