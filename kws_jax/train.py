@@ -288,6 +288,25 @@ def _check_data_paths(data: ml_collections.ConfigDict) -> None:
                       "--config.data.extra_dirs=PATH,PATH or drop it with --config.data.extra_dirs=()")
 
 
+def _drop_evaluation_speakers(ds) -> None:
+  """Removes training clips of validation/test speakers (in place).
+
+  The hash split keeps each speaker of one folder in one split, but extra training
+  folders (data.extra_dirs, e.g. Speech Commands v0.01 clips) can hold the same
+  speakers; training on them would inflate the held-out accuracy.
+  """
+  held_out = set(map(str, ds.validation.speakers)) | set(map(str, ds.test.speakers))
+  held_out.discard("")  # generated silence clips have no speaker
+  if not held_out or not len(ds.train):
+    return
+  keep = ~np.isin(ds.train.speakers.astype(str), list(held_out))
+  dropped = int((~keep).sum())
+  if dropped:
+    print(f"dropped {dropped} training clips of validation/test speakers", file=sys.stderr)
+    ds.train = type(ds.train)(ds.train.audio[keep], ds.train.labels[keep],
+                              ds.train.speakers[keep])
+
+
 def _validate(config: ml_collections.ConfigDict) -> None:
   for section in ("data", "features", "model", "train"):
     if section not in config:
@@ -363,6 +382,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     jax.config.update("jax_debug_nans", True)
 
   ds = pipeline.load_dataset(config.data, seed)
+  _drop_evaluation_speakers(ds)
   label_names = list(ds.label_names)
   num_classes = len(label_names)
   (workdir / "labels.txt").write_text("".join(name + "\n" for name in label_names))

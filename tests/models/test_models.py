@@ -269,15 +269,28 @@ def test_gru_macs_count_every_frame():
   assert models.macs_per_second(model, variables, 0.02) == 50 * per_frame
 
 
-def test_macs_agree_with_xla_cost_analysis_on_a_loop_free_model():
+def test_tiny_conv_macs_include_same_padding():
   model = models.create("tf_tiny_conv", 12, 49, 40)
   variables = model.init(jax.random.key(0), jnp.zeros((1, 49, 40)))
   x = jnp.zeros((1, 49, 40))
-  apply = lambda v, x: model.apply(v, x)  # noqa: E731
-  xla_macs = jax.jit(apply).lower(variables, x).cost_analysis()["flops"] / 2
-  ours = models.count_macs(apply, variables, x)
+  ours = models.count_macs(lambda v, x: model.apply(v, x), variables, x)
+  # 25 x 20 outputs x 8 filters x a full 10 x 8 kernel (zero padding counted), then the dense head.
   assert ours == 25 * 20 * 8 * 10 * 8 + 25 * 20 * 8 * 12
-  # XLA also counts bias adds and relus (elementwise): a few percent more, never less.
+
+
+def test_macs_agree_with_xla_cost_analysis_on_a_loop_free_function():
+  # XLA skips multiplications by SAME padding, so compare on VALID convolutions only.
+  def conv_relu_dense(kernel, dense, x):
+    y = jax.lax.conv_general_dilated(x, kernel, (2, 2), "VALID",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jax.nn.relu(y).reshape(1, -1) @ dense
+  x = jnp.zeros((1, 49, 40, 1))
+  kernel = jnp.zeros((10, 8, 1, 8))
+  dense = jnp.zeros((20 * 17 * 8, 12))
+  xla_macs = jax.jit(conv_relu_dense).lower(kernel, dense, x).cost_analysis()["flops"] / 2
+  ours = models.count_macs(conv_relu_dense, kernel, dense, x)
+  assert ours == 20 * 17 * 8 * 10 * 8 + 20 * 17 * 8 * 12
+  # XLA also counts the relu (elementwise): a few percent more, never less.
   assert ours <= xla_macs <= 1.05 * ours
 
 
