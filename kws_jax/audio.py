@@ -8,6 +8,7 @@ skip bad files with a count or stop, and nothing fails later in jitted code.
 from __future__ import annotations
 
 import os
+import struct
 from typing import Literal
 
 import numpy as np
@@ -49,6 +50,10 @@ def read_audio(path: str | os.PathLike,
     raise AudioError(f"{path}: not a readable audio file ({_short(e)})") from None
   if info.frames == 0:
     raise AudioError(f"{path}: contains no samples")
+  missing = wav_missing_bytes(path)
+  if missing:
+    raise AudioError(f"{path}: truncated: the WAV header promises {missing} more bytes of "
+                     "audio than the file holds")
   if max_seconds is not None and info.frames > max_seconds * info.samplerate:
     raise AudioError(f"{path}: {info.frames / info.samplerate:.1f} s long, more than "
                      f"the {max_seconds:g} s allowed here")
@@ -109,3 +114,24 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray,
 
 def _short(e: Exception) -> str:
   return str(e).strip().splitlines()[-1][:160] if str(e).strip() else type(e).__name__
+
+
+def wav_missing_bytes(path: str) -> int:
+  """Bytes a WAV file's `data` chunk declares beyond the end of the file (0: complete).
+
+  libsndfile quietly reads what is there, so a cut-off download would pass as a
+  shorter clip; the RIFF chunk sizes tell. Non-WAV files return 0.
+  """
+  size = os.path.getsize(path)
+  with open(path, "rb") as f:
+    header = f.read(12)
+    if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+      return 0
+    position = 12
+    while position + 8 <= size:
+      f.seek(position)
+      chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
+      if chunk_id == b"data":
+        return max(0, chunk_size - (size - position - 8))
+      position += 8 + chunk_size + (chunk_size & 1)
+  return 0

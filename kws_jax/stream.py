@@ -359,6 +359,8 @@ def main(argv: Sequence[str]) -> int:
     return 0
   if args.reset not in RESET_MODES:
     raise ConfigError(f"--reset {args.reset!r}: choose one of {', '.join(RESET_MODES)}")
+  if args.command == "eval":  # A missing ground truth fails before the model is loaded.
+    dm.read_labels(args.labels or default_labels_path(args.wav))
   runner = _runner(args)
   if args.command == "listen":
     listen(runner, _settings(args), args.wav, args.seconds, realtime=not args.fast)

@@ -341,7 +341,9 @@ def _prepare_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) -
       saved = json.loads(path.read_text())
     except json.JSONDecodeError:
       saved = None
-    if saved is not None and saved != current:
+    # Only a run with checkpoints is resumed; a run that failed before its first may change.
+    if saved is not None and saved != current and any(
+        trained_lib.checkpoint_dir(workdir, trained_lib.LATEST).glob("[0-9]*")):
       changed = sorted(_diff_keys(saved, current))
       raise ConfigError(
           f"{workdir} holds a run with a different config (changed: {', '.join(changed[:8])}); "

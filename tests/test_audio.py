@@ -81,3 +81,13 @@ def test_int16_roundtrip_and_fit_length(tmp_path):
   assert audio.fit_length(np.ones(9), 8).shape == (8,)
   audio.write_wav(tmp_path / "w.wav", x)
   np.testing.assert_allclose(audio.read_audio(tmp_path / "w.wav"), np.clip(x, -1, 1), atol=1e-4)
+
+
+def test_wav_cut_inside_its_samples_is_refused(tmp_path):
+  path = tmp_path / "cut.wav"
+  audio.write_wav(path, np.zeros(16000, np.float32))
+  data = path.read_bytes()
+  path.write_bytes(data[:-1000])  # the header still promises 16000 samples
+  assert audio.wav_missing_bytes(str(path)) == 1000
+  with pytest.raises(AudioError, match="truncated"):
+    audio.read_audio(path)

@@ -325,10 +325,6 @@ def _read_clip(path: str, options: FolderOptions, skipped: list,
   try:
     samples = audio_io.read_audio(path, options.sample_rate, resample=options.resample,
                                   stereo=options.stereo)
-    missing = wav_missing_bytes(path)
-    if missing:
-      raise AudioError(f"{path}: truncated: the WAV header promises {missing} more bytes of "
-                       "audio than the file holds")
   except AudioError as e:
     if options.on_bad_file == "error":
       raise DataError(f"{e} (on_bad_file='skip' leaves such files out)") from None
@@ -338,28 +334,6 @@ def _read_clip(path: str, options: FolderOptions, skipped: list,
   converted["resampled"] += int(info.samplerate != options.sample_rate)
   converted["mixed_down"] += int(info.channels > 1)
   return float_to_int16(audio_io.fit_length(samples, options.clip_samples))
-
-
-def wav_missing_bytes(path: str) -> int:
-  """Bytes a WAV file's `data` chunk declares beyond the end of the file (0: complete).
-
-  libsndfile quietly reads what is there, so a cut-off download would pass as a
-  shorter clip; the RIFF chunk sizes tell. Non-WAV files return 0.
-  """
-  import struct
-  size = os.path.getsize(path)
-  with open(path, "rb") as f:
-    header = f.read(12)
-    if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
-      return 0
-    position = 12
-    while position + 8 <= size:
-      f.seek(position)
-      chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
-      if chunk_id == b"data":
-        return max(0, chunk_size - (size - position - 8))
-      position += 8 + chunk_size + (chunk_size & 1)
-  return 0
 
 
 def float_to_int16(x: np.ndarray) -> np.ndarray:
