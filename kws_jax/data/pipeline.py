@@ -15,6 +15,13 @@ once at load time (TF does this for them too), their silence clips holding a
 random background window at a random volume up to 1.0, as TF feeds them. A
 split that already has `_silence_` clips (the canonical test-set layout) is
 used as it is.
+
+Synthetic and real data together: `source="synthetic"` with `test_dir` set to a
+real folder (e.g. ../shared/data/sc_v2_test12_dev) trains and validates on
+synthetic speech and tests on real clips; a real source with `synthetic_mix=f`
+(0-1) merges that fraction of the synthetic set's clips (every synthetic
+speaker, drawn with the load seed) into training only; `extra_dirs` merges any
+other folders into training.
 """
 
 from __future__ import annotations
@@ -80,6 +87,9 @@ def default_config() -> ml_collections.ConfigDict:
       "synthetic_dir": "",  # "" = <cache_dir>/synthetic-<generator version>
       "synthetic": {"speakers_per_accent": 24, "unknown_words_per_speaker": 5, "seed": 0,
                     "workers": 2},
+      # source="folder"/"speech_commands": fraction (0-1) of the synthetic set's clips (all its
+      # speakers, generated on first use like source="synthetic") merged into TRAINING.
+      "synthetic_mix": 0.0,
       "wanted_words": DEFAULT_WANTED_WORDS,  # comma-separated; "all" keeps every word (ELL)
       "sample_rate": 16000,
       "clip_duration_ms": 1000,
@@ -152,6 +162,16 @@ def load_dataset(cfg: ml_collections.ConfigDict, seed: int = 0) -> Dataset:
                                   read_background=False)
     skipped += len(data.skipped)
     splits["train"] = _concat(splits["train"], _to_split(data.splits["train"]))
+  synthetic_clips = 0
+  if cfg.get("synthetic_mix", 0.0) > 0:
+    data = folder_lib.load_folder(_synthetic_folder(cfg), label_names, options, cache_dir=cache,
+                                  assign="train", read_background=False)
+    mix = _to_split(data.splits["train"])
+    count = int(round(len(mix) * cfg.synthetic_mix))
+    keep = np.sort(np.random.default_rng([seed, 104729]).choice(len(mix), count, replace=False))
+    synthetic_clips = len(keep)
+    splits["train"] = _concat(splits["train"],
+                              Split(mix.audio[keep], mix.labels[keep], mix.speakers[keep]))
   if cfg.test_dir:
     data = folder_lib.load_folder(cfg.test_dir, label_names, options, cache_dir=cache,
                                   assign="test", read_background=False)
@@ -181,6 +201,7 @@ def load_dataset(cfg: ml_collections.ConfigDict, seed: int = 0) -> Dataset:
   info = {
       "source": cfg.source, "data_dir": main_dir or cfg.data_dir,
       "extra_dirs": _as_list(cfg.extra_dirs), "test_dir": cfg.test_dir,
+      "synthetic_clips_mixed": synthetic_clips,
       "skipped_files": skipped,
       "counts": {name: np.bincount(s.labels, minlength=len(label_names)).tolist()
                  for name, s in splits.items()},
@@ -278,6 +299,13 @@ def _check_config(cfg) -> None:
                "testing_percentage"):
     if not 0 <= cfg[name] <= 100:
       raise ConfigError(f"data.{name} must be in [0, 100], got {cfg[name]}")
+  mix = cfg.get("synthetic_mix", 0.0)
+  if not 0 <= mix <= 1:
+    raise ConfigError(f"data.synthetic_mix must be in [0, 1] (fraction of the synthetic set "
+                      f"merged into training), got {mix}")
+  if mix > 0 and cfg.source == "synthetic":
+    raise ConfigError("data.synthetic_mix mixes synthetic clips into REAL training data; with "
+                      "source='synthetic' leave it at 0")
   if cfg.validation_percentage + cfg.testing_percentage > 100:
     raise ConfigError("data.validation_percentage + data.testing_percentage exceed 100")
   if not 0 <= cfg.background_frequency <= 1:
@@ -306,7 +334,12 @@ def _folder_options(cfg) -> folder_lib.FolderOptions:
 def _main_folder(cfg) -> str:
   if cfg.source == "folder":
     return os.path.abspath(os.path.expanduser(cfg.data_dir))
-  from kws_jax.data import synth  # source == "synthetic"
+  return _synthetic_folder(cfg)
+
+
+def _synthetic_folder(cfg) -> str:
+  """The synthetic set's folder, generated on first use (source="synthetic" or synthetic_mix)."""
+  from kws_jax.data import synth
   directory = cfg.synthetic_dir or os.path.join(cache_dir(cfg), f"synthetic-{synth.VERSION}")
   params = synth.SynthParams(**cfg.synthetic.to_dict())
   return synth.ensure_generated(os.path.expanduser(directory), params)

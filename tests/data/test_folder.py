@@ -60,12 +60,12 @@ def _all(data):
 
 
 @pytest.mark.shared_data
-def test_sc_v2_test12_dev_counts_labels_and_audio(shared_data, tmp_path):
+def test_sc_v2_test12_dev_counts_labels_and_audio(shared_data, shared_cache):
   root = shared_data / "sc_v2_test12_dev"
   expected = {d: len([f for f in os.listdir(root / d) if f.endswith(".wav")])
               for d in os.listdir(root) if (root / d).is_dir()}
   assert sum(expected.values()) == 3460  # its README
-  data = _load(root, tmp_path)
+  data = _load(root, shared_cache)
   assert data.label_names == ["_silence_", "_unknown_", *KEYWORDS]
   clips = _all(data)
   assert len(clips["labels"]) == 3460 and not data.skipped
@@ -83,13 +83,14 @@ def test_sc_v2_test12_dev_counts_labels_and_audio(shared_data, tmp_path):
 
 
 @pytest.mark.shared_data
-def test_sc_v2_test12_dev_hash_split_never_splits_a_speaker(shared_data, tmp_path):
+def test_sc_v2_test12_dev_hash_split_never_splits_a_speaker(shared_data, shared_cache):
   root = shared_data / "sc_v2_test12_dev"
   # Its speakers all fall in TF's 10-20 % hash band: with TF's 10/10 every word clip is "test".
-  plain = _load(root, tmp_path, validation_percentage=10, testing_percentage=10)
+  plain = _load(root, shared_cache, validation_percentage=10, testing_percentage=10)
   assert not np.any(plain.splits["train"].labels > 0)
   assert not np.any(plain.splits["validation"].labels > 0)
-  data = _load(root, tmp_path, validation_percentage=30, testing_percentage=30, split_salt="kws")
+  data = _load(root, shared_cache, validation_percentage=30, testing_percentage=30,
+               split_salt="kws")
   split_of = {}
   for split, arrays in data.splits.items():
     assert len(arrays) > 300
@@ -105,11 +106,11 @@ def test_sc_v2_test12_dev_hash_split_never_splits_a_speaker(shared_data, tmp_pat
 
 @pytest.mark.shared_data
 @pytest.mark.parametrize("mode", ["30-word", "12-class"])
-def test_sc_v1_extra_builds(shared_data, tmp_path, mode):
+def test_sc_v1_extra_builds(shared_data, shared_cache, mode):
   root = shared_data / "sc_v1_extra"
   words = folder.word_folders(str(root))
   assert len(words) == 30
-  data = _load(root, tmp_path, wanted=None if mode == "30-word" else KEYWORDS)
+  data = _load(root, shared_cache, wanted=None if mode == "30-word" else KEYWORDS)
   clips = _all(data)
   # One v0.01 file is cut short: its WAV header declares 32000 data bytes, the file holds 29140.
   assert [os.path.relpath(p, root) for p, _ in data.skipped] == ["zero/b87bdb22_nohash_1.wav"]

@@ -11,7 +11,7 @@ import pytest
 
 from kws_jax.data import pipeline
 from kws_jax.errors import ConfigError, DataError, KwsError
-from data_helpers import make_word_folder
+from data_helpers import add_bad_files, make_word_folder
 
 
 def _numpy_shift(x: np.ndarray, shift: int) -> np.ndarray:
@@ -138,6 +138,25 @@ def test_config_errors(word_folder, tmp_path):
     pipeline.load_dataset(_cfg(word_folder, tmp_path, wanted_words="yes,up"), 0)
 
 
+def test_bad_files_flow_through_to_training_or_stop_the_load(tmp_path):
+  """Empty, corrupt, truncated, stereo, 8 kHz and 44.1 kHz files: no crash later on."""
+  root = make_word_folder(tmp_path / "w", speakers=4)
+  kinds = add_bad_files(root)
+  cfg = _cfg(root, tmp_path)
+  with pytest.warns(UserWarning, match="left out 3 unusable"):
+    ds = pipeline.load_dataset(cfg, 0)
+  assert ds.info["skipped_files"] == 3
+  epoch = pipeline.training_epoch(ds, cfg, 0, 0)
+  augment = pipeline.make_augment_fn(cfg, ds)
+  for audio, labels in pipeline.batches(epoch, 8, drop_remainder=False):
+    out = np.asarray(augment(jax.random.key(0), audio, labels))
+    assert out.shape == audio.shape and np.all(np.isfinite(out))
+  cfg.on_bad_file = "error"
+  broken = [k for k, v in kinds.items() if v in ("empty", "corrupt", "truncated")]
+  with pytest.raises(DataError, match="|".join(b.split("/")[1] for b in broken)):
+    pipeline.load_dataset(cfg, 0)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is not None,
                     reason="TensorFlow is installed")
 def test_speech_commands_without_tensorflow_names_the_extra(tmp_path):
@@ -148,11 +167,12 @@ def test_speech_commands_without_tensorflow_names_the_extra(tmp_path):
 
 
 @pytest.mark.shared_data
-def test_real_folders_with_extra_and_test_dir(shared_data, tmp_path):
+def test_real_folders_with_extra_and_test_dir(shared_data, shared_cache):
   cfg = pipeline.default_config()
   cfg.update(source="folder", data_dir=str(shared_data / "sc_v1_extra"),
              test_dir=str(shared_data / "sc_v2_test12_dev"),
-             background_dir=str(shared_data / "background_noise"), cache_dir=str(tmp_path))
+             background_dir=str(shared_data / "background_noise"),
+             cache_dir=str(shared_cache / "cache"))
   with pytest.warns(UserWarning, match="left out 1 unusable"):
     ds = pipeline.load_dataset(cfg, 0)
   assert np.bincount(ds.test.labels).tolist() == [296, 275, 297, 287, 302, 299, 289, 286, 277,

@@ -70,3 +70,35 @@ def test_labels_are_remapped_to_tf_order_and_clips_fit(fake_tfds):
     assert [data.label_names[i] for i in arrays.labels] == ["yes", "_silence_", "_unknown_", "no"]
     assert arrays.audio.shape == (4, 16000) and arrays.audio.dtype == np.int16
     assert not arrays.audio[1, 12000:].any()  # short clip zero-padded
+
+
+@pytest.mark.skipif(not HAS_TF or importlib.util.find_spec("pydub") is None,
+                    reason="needs the tfds extra: pip install 'kws_jax[tfds]'")
+def test_pipeline_on_mocked_tfds_speech_commands(tmp_path):
+  """The real tfds builder with mocked examples (tfds.testing.mock_data), end to end."""
+  import jax
+
+  from kws_jax.data import pipeline
+  cfg = pipeline.default_config()
+  cfg.update(source="speech_commands", data_dir=str(tmp_path / "tfds"), time_shift_ms=10.0)
+  with tfds.testing.mock_data(num_examples=240):
+    ds = pipeline.load_dataset(cfg, 0)
+    expected = {}
+    names = tfds.builder("speech_commands").info.features["label"].names
+    for split in ("train", "validation", "test"):
+      expected[split] = [names[int(ex["label"])] for ex in
+                         tfds.as_numpy(tfds.builder("speech_commands").as_dataset(split=split))]
+  assert ds.label_names == speech_commands.LABEL_NAMES
+  assert ds.train.audio.shape == (240, 16000) and ds.train.audio.dtype == np.int16
+  assert [ds.label_names[i] for i in ds.train.labels] == expected["train"]
+  # Evaluation splits hold tfds' own _silence_ clips, so they are used as they are.
+  assert [ds.label_names[i] for i in ds.test.labels] == expected["test"]
+  # No noise recordings: tfds' _silence_ clips become the background bank.
+  assert ds.background.shape == (np.sum(ds.train.labels == 0), 16000)
+  epoch = pipeline.training_epoch(ds, cfg, 0, 0)
+  wanted = int(np.sum(ds.train.labels >= 2))
+  assert np.sum(epoch.labels >= 2) == wanted
+  assert np.sum(epoch.labels == 1) == min(np.sum(ds.train.labels == 1), -(-wanted // 10))
+  audio, labels = next(pipeline.batches(epoch, 32))
+  out = np.asarray(pipeline.make_augment_fn(cfg, ds)(jax.random.key(0), audio, labels))
+  assert out.shape == (32, 16000) and np.all(np.isfinite(out)) and np.all(np.abs(out) <= 1)

@@ -108,3 +108,43 @@ def test_refuses_a_foreign_folder_and_names_the_extra(tmp_path, monkeypatch):
   monkeypatch.setitem(sys.modules, "espeakng_loader", None)
   with pytest.raises(KwsError, match=r"pip install 'kws_jax\[synth\]'"):
     synth.generate(str(tmp_path / "new"))
+
+
+def test_synthetic_mix_adds_synthetic_clips_to_real_training_only(tiny_set, word_folder, tmp_path):
+  cfg = pipeline.default_config()
+  cfg.update(source="folder", data_dir=str(word_folder), cache_dir=str(tmp_path / "cache"),
+             wanted_words="yes,no", validation_percentage=25.0, testing_percentage=25.0,
+             synthetic_dir=str(tiny_set), rebalance_eval=False)
+  cfg.synthetic.update(TINY)
+  base = pipeline.load_dataset(cfg, 0)
+  synthetic_speakers = set(synth.plan(synth.SynthParams(**TINY))[1])
+  for fraction in (1.0, 0.5):
+    cfg.synthetic_mix = fraction
+    mixed = pipeline.load_dataset(cfg, 0)
+    added = mixed.train.speakers[len(base.train):]
+    assert len(added) == round(88 * fraction) == mixed.info["synthetic_clips_mixed"]
+    assert set(added) <= synthetic_speakers
+    np.testing.assert_array_equal(mixed.train.audio[:len(base.train)], base.train.audio)
+    np.testing.assert_array_equal(mixed.test.labels, base.test.labels)
+    np.testing.assert_array_equal(mixed.validation.labels, base.validation.labels)
+    labels = mixed.train.labels[len(base.train):]
+    assert set(np.unique(labels)) <= {1, 2, 3}  # other synthetic words are _unknown_
+    if fraction == 1.0:
+      assert np.sum(labels == 2) == np.sum(labels == 3) == 8  # one "yes"/"no" per speaker
+  cfg.source = "synthetic"
+  with pytest.raises(KwsError, match="synthetic_mix"):
+    pipeline.load_dataset(cfg, 0)
+
+
+def test_train_on_synthetic_test_on_a_real_folder(tiny_set, word_folder, tmp_path):
+  cfg = pipeline.default_config()
+  cfg.update(synthetic_dir=str(tiny_set), cache_dir=str(tmp_path / "cache"),
+             test_dir=str(word_folder), wanted_words="yes,no")
+  cfg.synthetic.update(TINY)
+  ds = pipeline.load_dataset(cfg, 0)
+  assert ds.label_names == ["_silence_", "_unknown_", "yes", "no"]
+  assert set(ds.train.speakers) <= set(synth.plan(synth.SynthParams(**TINY))[1])
+  real_speakers = {s for s in ds.test.speakers if s}
+  assert real_speakers and all(len(s) == 8 for s in real_speakers)  # the folder's hex ids
+  # The whole real folder is the test split: 12 speakers x (2 yes + 2 no), TF-rebalanced.
+  assert np.sum(ds.test.labels >= 2) == 48 and np.sum(ds.test.labels == 0) == 5
