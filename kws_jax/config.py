@@ -27,8 +27,9 @@ OVERRIDE_PREFIX = "--config."
 
 
 def shared_data_dir() -> pathlib.Path:
-  """`<repo>/../shared/data`: real Speech Commands clips kept beside a checkout."""
-  return pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+  """`<repo>/../shared/data` (or $KWS_SHARED_DATA): real Speech Commands clips beside a checkout."""
+  default = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+  return pathlib.Path(os.environ.get("KWS_SHARED_DATA", default))
 
 
 def use_shared_speech_data(data: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -194,7 +195,11 @@ def _resolve(config: ml_collections.ConfigDict, key: str):
 
 def _unknown_key_message(config: ml_collections.ConfigDict, key: str) -> str:
   keys = all_keys(config)
-  close = difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
+  # Keys at the same depth first: `train.epoch` should suggest `train.epochs`, not `train`.
+  depth = key.count(".")
+  close = difflib.get_close_matches(key, [k for k in keys if k.count(".") == depth], n=3,
+                                    cutoff=0.6) or difflib.get_close_matches(key, keys, n=3,
+                                                                             cutoff=0.6)
   if not close:  # A typo in the leaf only: compare leaf names.
     leaf = key.split(".")[-1]
     close = [k for k in keys if difflib.get_close_matches(leaf, [k.split(".")[-1]], cutoff=0.75)][:3]

@@ -95,9 +95,11 @@ def make_schedule(train: ml_collections.ConfigDict, steps_per_epoch: int) -> opt
     return lambda step: rate * float(train.step_gamma) ** (step // every)
   if train.schedule == "cosine":
     total = max(1, int(train.epochs) * steps_per_epoch)
-    warmup = int(round(float(train.warmup_epochs) * steps_per_epoch))
+    # A run shorter than its warm-up (e.g. --config.train.epochs=1 to try a recipe) warms up
+    # over all but its last step instead of failing.
+    warmup = min(int(round(float(train.warmup_epochs) * steps_per_epoch)), total - 1)
     return optax.warmup_cosine_decay_schedule(
-        0.0 if warmup else rate, rate, warmup, total,
+        0.0 if warmup else rate, rate, warmup, max(total, warmup + 1),
         end_value=rate * float(train.final_rate_fraction))
   raise ConfigError(f"train.schedule={train.schedule!r}: choose one of {', '.join(SCHEDULES)}")
 

@@ -201,3 +201,25 @@ def test_sigkill_then_rerun_ends_like_an_uninterrupted_run(reference, tiny, tmp_
   assert "resuming from" in rerun.stderr
   assert "test accuracy" in rerun.stdout
   assert_same_run(workdir, reference_dir)
+
+
+def test_cosine_schedule_shorter_than_its_warmup_still_peaks_and_decays():
+  config = train.default_config()
+  config.update(dict(schedule="cosine", epochs=1, warmup_epochs=2.0, learning_rate=1.0))
+  rates = [float(train.make_schedule(config, 10)(step)) for step in range(10)]
+  assert rates[0] == 0.0 and rates[9] == pytest.approx(1.0)
+  assert rates == sorted(rates)
+
+
+def test_training_clips_of_validation_and_test_speakers_are_dropped(capsys):
+  from kws_jax.data import pipeline
+  def split(speakers):
+    n = len(speakers)
+    return pipeline.Split(np.arange(n, dtype=np.int16)[:, None], np.arange(n, dtype=np.int32),
+                          np.asarray(speakers))
+  ds = types.SimpleNamespace(train=split(["a", "b", "c", "", "b"]), validation=split(["b", ""]),
+                             test=split(["c"]))
+  train._drop_evaluation_speakers(ds)
+  assert ds.train.speakers.tolist() == ["a", ""]
+  assert ds.train.labels.tolist() == [0, 3] and ds.train.audio[:, 0].tolist() == [0, 3]
+  assert "dropped 3 training clips" in capsys.readouterr().err

@@ -1,0 +1,47 @@
+"""Best small recipe for real speech from ../shared/data: DS-CNN (~24 k parameters).
+
+Why this recipe (it cannot be tuned at full length on the 2-core build machine, so
+it follows the literature and a CPU speed measurement):
+- Model: on Speech Commands v2-12 BC-ResNet is the most accurate family at <= 100 k
+  parameters (BC-ResNet-1 96.6 %, -3 ~97.9 %), but its depthwise and sub-spectral
+  ops are slow on CPU: one training step of 64 clips took ~2.4 CPU-s at tau=1 versus
+  ~0.2 CPU-s for a 32-filter DS-CNN (same machine, same run), far over the issue's
+  20 minutes on 2 cores. DS-CNN (Zhang et al. 2017, "Hello Edge"; MLPerf Tiny's KWS
+  model) reaches ~94-95 % on the full set at 24-38 k parameters and trains fast.
+  `--config.model.name=bcresnet --config.model.tau=3.0` (with 40 log-mel bands)
+  is the stronger choice where a GPU is at hand.
+- Features: MLPerf Tiny's 49 x 10 MFCC (30 ms window, 20 ms hop, 40 mel bands).
+- Regularisation for little data (~4 k clips instead of ~37 k): time shift
+  +-100 ms, the dataset's background recordings mixed into 80 % of clips at up to
+  0.2 volume, SpecAugment (2 time masks <= 5 frames, 1 frequency mask <= 2
+  coefficients), label smoothing 0.1, decoupled weight decay, the model's dropout.
+- Optimizer: AdamW, 2 warm-up epochs, cosine decay over 40 epochs (~1.8 k steps;
+  enough for DS-CNN's BatchNorm momentum 0.99 to settle).
+- Data: sc_v2_test12_dev split by a salted speaker hash (validation and test
+  speakers are never in training; sc_v1_extra clips of those speakers are dropped
+  too), sc_v1_extra (v0.01 clips, mostly bed/cat/happy -> _unknown_) for training
+  only, more unknown clips per epoch (20 %) since they are plentiful and varied.
+"""
+
+import ml_collections
+
+from kws_jax import config as config_lib
+from kws_jax import train
+from kws_jax.data import pipeline
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.data = config_lib.use_shared_speech_data(pipeline.default_config())
+  c.data.update(dict(background_volume=0.2, background_frequency=0.8, time_shift_ms=100.0,
+                     unknown_percentage=20.0))
+  c.features = ml_collections.ConfigDict(dict(preset="tf_speech_commands", hop_size=320,
+                                              num_mfcc=10))
+  c.model = ml_collections.ConfigDict(dict(name="dscnn", filters=64, num_blocks=4))
+  c.train = train.default_config()
+  c.train.update(dict(
+      epochs=40, batch_size=64, optimizer="adamw", learning_rate=3e-3, weight_decay=1e-2,
+      schedule="cosine", warmup_epochs=2.0, final_rate_fraction=0.01, label_smoothing=0.1,
+      spec_augment=dict(time_masks=2, time_mask_max=5, freq_masks=1, freq_mask_max=2)))
+  return c
