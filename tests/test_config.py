@@ -15,6 +15,8 @@ from kws_jax import errors
 from kws_jax import models
 from kws_jax import train
 from kws_jax import trained
+from kws_jax.data import pipeline
+from kws_jax.errors import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.py"))
@@ -174,3 +176,13 @@ def test_train_cli_reports_a_typo_in_one_line_with_exit_code_2(tmp_path):
   assert len(lines) == 1 and lines[0].startswith(
       "error: --config.train.epoch: unknown config key; did you mean --config.train.epochs,")
   assert not (tmp_path / "w").exists()
+
+
+def test_custom_words_needs_the_users_folder_and_nothing_from_shared_data(tmp_path):
+  c = config_lib.load_experiment(REPO / "experiments" / "custom_words.py")
+  assert (c.data.source, c.data.extra_dirs, c.data.background_dir) == ("folder", [], "")
+  with pytest.raises(ConfigError, match=r"--config.data.data_dir=PATH"):
+    pipeline.load_dataset(c.data, 0)
+  c = config_lib.apply_overrides(c, [("data.data_dir", str(tmp_path))])
+  assert c.data.data_dir == str(tmp_path)
+  assert c.model.name == config_lib.load_experiment(REPO / "experiments" / "sc12_real.py").model.name

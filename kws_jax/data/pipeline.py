@@ -294,7 +294,8 @@ def _check_config(cfg) -> None:
   if cfg.source not in SOURCES:
     raise ConfigError(f"data.source {cfg.source!r} is not one of {', '.join(SOURCES)}")
   if cfg.source == "folder" and not cfg.data_dir:
-    raise ConfigError("data.source='folder' needs data.data_dir (a Speech Commands-layout folder)")
+    raise ConfigError("data.source='folder' needs data.data_dir, a Speech Commands-layout folder "
+                      "(one subfolder per word): add --config.data.data_dir=PATH")
   for name in ("silence_percentage", "unknown_percentage", "validation_percentage",
                "testing_percentage"):
     if not 0 <= cfg[name] <= 100:
