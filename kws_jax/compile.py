@@ -8,6 +8,8 @@ variant, the output kind). Every OUT_DIR gets meta.json and initial_state.npz
 (copied from the export, so a compiled dir is self-describing), compile.json (the
 exact iree-compile command lines and file hashes) and:
   vmfb targets (host-cpu, vulkan):  kws_step.vmfb
+    kws_chunk.vmfb (targets with "chunk": true, when the export has one): the
+    step scanned over ~1 s of audio per call, for fast offline evaluation
   static targets (cortex-m4, cortex-m55, riscv32):
     kws_step_lib.o / kws_step_lib.h   the dispatch code as a static library
     kws_step_emitc.h                  the VM module as C (EmitC), weights inside
@@ -36,6 +38,7 @@ from kws_jax.errors import ExportError
 COMPILE_FILE = "compile.json"
 SIZE_REPORT_FILE = "size_report.json"
 VMFB_FILE = "kws_step.vmfb"
+CHUNK_VMFB_FILE = "kws_chunk.vmfb"
 STATIC_OBJECT_FILE = "kws_step_lib.o"
 STATIC_HEADER_FILE = "kws_step_lib.h"
 EMITC_FILE = "kws_step_emitc.h"
@@ -104,8 +107,14 @@ def compile_export(export_dir: str | os.PathLike,
   out.mkdir(parents=True, exist_ok=True)
   tool = iree_compile_tool()
   base = [tool, "--iree-input-type=stablehlo", *target["iree_flags"], *extra_flags]
+  chunk = None
   if target["kind"] == "vmfb":
     commands = [base + [str(source), "-o", str(out / VMFB_FILE)]]
+    chunk_files = (meta.get("chunk") or {}).get("modules", {}).get(variant)
+    if target.get("chunk") and chunk_files:
+      chunk = {"hops": meta["chunk"]["hops"], "source": chunk_files["bytecode"]}
+      commands.append(base + [str(pathlib.Path(export_dir) / chunk_files["bytecode"]), "-o",
+                              str(out / CHUNK_VMFB_FILE)])
   elif target["kind"] == "static":
     # EmitC: the VM module as C, so firmware needs no bytecode interpreter. (The same
     # command without --output-format=vm-c gives a .vmfb for the bytecode VM instead.)
@@ -124,6 +133,7 @@ def compile_export(export_dir: str | os.PathLike,
       "variant": variant,
       "iree_compiler_version": metadata.version("iree-base-compiler"),
       "source": {"file": source.name, "sha256": _sha256(source)},
+      "chunk": chunk,
       "commands": [[pathlib.Path(c[0]).name] + c[1:] for c in commands],
       "files": {},
   }
@@ -246,7 +256,7 @@ def load_compiled(compiled_dir: str | os.PathLike) -> tuple[dict, dict]:
     file = root / name
     if not file.is_file():
       raise ExportError(f"{file}: missing; compile again")
-    if name in (VMFB_FILE, export.META_FILE) and _sha256(file) != info["sha256"]:
+    if name in (VMFB_FILE, CHUNK_VMFB_FILE, export.META_FILE) and _sha256(file) != info["sha256"]:
       raise ExportError(f"{file} does not match {COMPILE_FILE} (replaced or from another "
                         f"export); compile again")
   return meta, report

@@ -99,6 +99,19 @@ def iree_latency_us(compiled_dir: pathlib.Path, seconds: float, repetitions: int
   return float(np.median([b["real_time"] * unit[b["time_unit"]] for b in runs]))
 
 
+def run_real_time_factor(compiled_dir: pathlib.Path, audio_seconds: float,
+                         use_chunk: bool) -> float:
+  """Seconds of audio per second of wall time of `IreeStep.run` (chunk module or per hop)."""
+  runner = iree_runner.IreeStep(compiled_dir, use_chunk=use_chunk)
+  rate, hop = int(runner.meta["sample_rate"]), runner.hop_size
+  audio = np.random.default_rng(0).normal(0, 0.1, int(audio_seconds * rate) // hop * hop)
+  audio = audio.astype(np.float32)
+  runner.run(audio[:hop * (runner.chunk_hops + 1)])
+  start = time.perf_counter()
+  runner.run(audio)
+  return audio.size / rate / (time.perf_counter() - start)
+
+
 def main(argv: Sequence[str]) -> int:
   parser = argparse.ArgumentParser(prog="python -m kws_jax.bench.step_latency",
                                    description=__doc__.split("\n\n")[0])
@@ -112,6 +125,10 @@ def main(argv: Sequence[str]) -> int:
   parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
   parser.add_argument("--repetitions", type=int, default=3, help="iree-benchmark-module repetitions")
   parser.add_argument("--iree-flag", action="append", default=[], help="extra iree-compile flag")
+  parser.add_argument("--audio-seconds", type=float, default=30.0,
+                      help="audio for the IreeStep.run real-time factor (per hop vs chunked)")
+  parser.add_argument("--chunk-unroll", action="store_true",
+                      help="export the chunk function without a loop (see kws_jax.export)")
   parser.add_argument("--out", default="step_latency.json", help="JSON results file")
   args = parser.parse_args(argv)
   if args.workdir:
@@ -129,7 +146,8 @@ def main(argv: Sequence[str]) -> int:
   with tempfile.TemporaryDirectory() as tmp:
     export_dir, compiled_dir = pathlib.Path(tmp) / "export", pathlib.Path(tmp) / "host-cpu"
     export.export_step(step, export_dir,
-                       default_variant=(step.info.get("frontend") or {}).get("spectrum", "rfft"))
+                       default_variant=(step.info.get("frontend") or {}).get("spectrum", "rfft"),
+                       chunk_unroll=args.chunk_unroll)
     compile_lib.compile_export(export_dir, "host-cpu", compiled_dir, extra_flags=args.iree_flag)
     iree_us = iree_latency_us(compiled_dir, args.seconds, args.repetitions)
     runner = iree_runner.IreeStep(compiled_dir)
@@ -142,11 +160,14 @@ def main(argv: Sequence[str]) -> int:
       state, _ = runner.step(state, chunk)
       count += 1
     python_us = (time.perf_counter() - start) / count * 1e6
+    rtf_per_hop = run_real_time_factor(compiled_dir, args.audio_seconds, use_chunk=False)
+    rtf_chunked = run_real_time_factor(compiled_dir, args.audio_seconds, use_chunk=True)
   jax_us = jax_latency_us(step, args.seconds)
   hop_ms = 1000.0 * step.hop_size / step.sample_rate
   result = {"model": what, "quantize": args.quantize, "hop_ms": hop_ms,
             "iree_benchmark_module_us": iree_us, "iree_python_step_us": python_us,
-            "jax_jit_us": jax_us, "jax_over_iree": jax_us / iree_us, "goal_us": GOAL_US,
+            "jax_jit_us": jax_us, "iree_run_rtf_per_hop": rtf_per_hop,
+            "iree_run_rtf_chunked": rtf_chunked, "chunk_unrolled": args.chunk_unroll, "jax_over_iree": jax_us / iree_us, "goal_us": GOAL_US,
             "iree_flags": args.iree_flag, "jax_version": jax.__version__}
   pathlib.Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
   print(f"step latency, {what}, hop {hop_ms:.0f} ms:")
@@ -155,6 +176,8 @@ def main(argv: Sequence[str]) -> int:
   print(f"  IREE host-cpu via iree.runtime (Python){python_us:9.1f} us")
   print(f"  JAX jit (CPU, same process)            {jax_us:9.1f} us   = "
         f"{jax_us / iree_us:.1f} x the IREE step")
+  print(f"  IreeStep.run real-time factor: {rtf_per_hop:.0f} one call per hop, "
+        f"{rtf_chunked:.0f} with the ~1 s chunk function ({rtf_chunked / rtf_per_hop:.1f} x)")
   print(f"written to {args.out}")
   return 0
 

@@ -20,12 +20,16 @@ def trained_gru():
 
 @pytest.fixture(scope="session")
 def toy_export(tmp_path_factory, trained_gru) -> pathlib.Path:
-  """Export of `trained_gru`: the configured spectrum plus the other variant."""
+  """Export of `trained_gru`: the configured spectrum plus the other variant.
+
+  Chunks of 30 hops, so that 100 hops run as 3 chunk calls plus 10 single steps.
+  """
   out = tmp_path_factory.mktemp("export")
-  export.export_trained(trained_gru, out)
+  export.export_trained(trained_gru, out, chunk_hops=CHUNK_HOPS)
   return out
 
 
+CHUNK_HOPS = 30
 _COMPILED: dict[str, pathlib.Path] = {}
 
 

@@ -52,6 +52,39 @@ def test_module_text_is_straight_line_stablehlo(toy_export):
     assert (toy_export / module["bytecode"]).read_bytes()[:4] == b"ML\xefR"  # MLIR bytecode
 
 
+def test_chunk_module_scans_the_step_for_host_runtimes(toy_export):
+  """The host-only chunk function loops over hops (one while), with stacked outputs."""
+  meta = export.load_meta(toy_export)
+  chunk = meta["chunk"]
+  assert chunk["hops"] == 30 and list(chunk["modules"]) == [meta["default_variant"]]
+  text = (toy_export / chunk["modules"][meta["default_variant"]]["text"]).read_text()
+  assert "stablehlo.while" in text and "custom_call" not in text
+  assert f"module @{export.CHUNK_MODULE_NAME}" in text
+  assert f"tensor<30x{meta['hop_size']}xf32>" in text
+  assert f"tensor<30x{len(meta['labels'])}xf32>" in text  # scores of every hop
+  export.check_module_text(text, allow_loops=True)
+  with pytest.raises(ExportError, match="stablehlo.while"):
+    export.check_module_text(text)
+
+
+@pytest.mark.parametrize("unroll", [False, True])
+def test_chunk_function_equals_the_scanned_step(tmp_path, unroll):
+  step = make_toy_step("dft")
+  audio = np.random.default_rng(0).normal(0, 0.1, 5 * TOY_HOP).astype(np.float32)
+  ref_state, ref_out = step.run(audio)
+  chunk = jax.jit(export.chunk_function(step, 5, unroll))
+  results = chunk(audio.reshape(5, TOY_HOP), *jax.tree.leaves(step.initial_state()))
+  names = sorted(ref_out)
+  for name, got in zip(names, results[:len(names)]):
+    np.testing.assert_allclose(got, ref_out[name], atol=1e-6, rtol=0, err_msg=name)
+  for got, want in zip(results[len(names):], jax.tree.leaves(ref_state)):
+    np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+  meta = export.export_step(step, tmp_path, default_variant="dft", chunk_hops=5,
+                            chunk_unroll=unroll)
+  text = (tmp_path / meta["chunk"]["modules"]["dft"]["text"]).read_text()
+  assert ("stablehlo.while" in text) == (not unroll) and meta["chunk"]["unrolled"] == unroll
+
+
 def test_check_module_text_rejects_loops_custom_calls_and_odd_ffts():
   with pytest.raises(ExportError, match="stablehlo.while.*lax.scan"):
     export.check_module_text("%0 = stablehlo.while(%a) : tensor<f32>")

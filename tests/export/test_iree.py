@@ -44,14 +44,23 @@ def assert_close(iree_state, iree_outputs, ref_state, ref_outputs, tol):
 
 
 def test_host_cpu_100_steps_match_jax(compiled, trained_gru, test_clip):
+  """100 hops as 3 calls of the 30-hop chunk function and 10 single steps."""
   runner = iree_runner.IreeStep(compiled("host-cpu"))
-  assert runner.device_name == "local-sync"
+  assert runner.device_name == "local-sync" and runner.chunk_hops == 30
   _, ref_state, ref_outputs = jax_reference(trained_gru, test_clip)
   assert ref_outputs["scores"].shape[0] == 100
   state, outputs = runner.run(test_clip)
   assert_close(state, outputs, ref_state, ref_outputs, 1e-5)
   # The scores are not trivially equal: they move over the clip.
   assert np.ptp(outputs["scores"], axis=0).max() > 1e-3
+
+
+def test_host_cpu_run_without_chunk_module_matches_jax(compiled, trained_gru, test_clip):
+  runner = iree_runner.IreeStep(compiled("host-cpu"), use_chunk=False)
+  assert runner.chunk_hops == 0
+  _, ref_state, ref_outputs = jax_reference(trained_gru, test_clip[:2400])
+  state, outputs = runner.run(test_clip[:2400])
+  assert_close(state, outputs, ref_state, ref_outputs, 1e-5)
 
 
 def test_host_cpu_step_by_step_states(compiled, trained_gru, test_clip):
@@ -194,14 +203,13 @@ def test_replaced_vmfb_is_refused(compiled, tmp_path):
 
 
 def test_vmfb_with_another_signature_is_refused(compiled, tmp_path):
-  """A vmfb whose hashes were re-recorded but that takes other inputs still fails clearly."""
-  from export_helpers import make_toy_step
-  toy_export = tmp_path / "toy_export"
-  export.export_step(make_toy_step("dft"), toy_export, default_variant="dft")
-  compile_lib.compile_export(toy_export, "host-cpu", tmp_path / "toy")
+  """A vmfb whose hashes were re-recorded but that takes other inputs still fails clearly.
+
+  The 30-hop chunk module stands in: its `main` takes (30, hop) samples, not (hop,).
+  """
   copy = tmp_path / "forged"
   shutil.copytree(compiled("host-cpu"), copy)
-  shutil.copyfile(tmp_path / "toy" / compile_lib.VMFB_FILE, copy / compile_lib.VMFB_FILE)
+  shutil.copyfile(copy / compile_lib.CHUNK_VMFB_FILE, copy / compile_lib.VMFB_FILE)
   report = json.loads((copy / compile_lib.COMPILE_FILE).read_text())
   report["files"][compile_lib.VMFB_FILE]["sha256"] = compile_lib._sha256(copy / compile_lib.VMFB_FILE)
   (copy / compile_lib.COMPILE_FILE).write_text(json.dumps(report))
@@ -280,3 +288,19 @@ def test_quickstart_compiles_for_bare_metal(quickstart_export, tmp_path, target)
     assert symbol.startswith(("iree_", "__")) or symbol in LIBM, symbol
   print(f"quickstart {target}: code {sizes['code_bytes']} B, rodata {sizes['rodata_bytes']} B, "
         f"weights {sizes['weights_bytes']} B")
+
+
+def test_stream_evaluator_gets_the_same_posteriors_from_iree_and_jax(compiled, trained_gru,
+                                                                     test_clip):
+  """kws_jax.stream's runner over 1.5 s with a reset: chunk calls, single hops and resets."""
+  from kws_jax import stream
+  audio = np.concatenate([test_clip, test_clip[:8000]])
+  step = streaming.make_step(trained_gru, vad=False, smoothing=False)
+  jax_runner = stream._Runner(step, step.label_names, step.hop_size, step.sample_rate)
+  iree = stream.iree_runner(str(compiled("host-cpu")), "never")
+  assert iree.step.chunk_hops == 30
+  reset_hops = [65]  # segments of 65 and 85 hops: both end in a partial chunk
+  want = jax_runner.posteriors(audio, reset_hops)
+  got = iree.posteriors(audio, reset_hops)
+  assert got.scores.shape == want.scores.shape == (150, len(trained_gru.label_names))
+  np.testing.assert_allclose(got.scores, want.scores, atol=1e-5, rtol=0)
