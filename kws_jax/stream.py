@@ -39,8 +39,13 @@ def make_test(data_dir: str, out_wav: str, out_labels: str | None = None, *, min
               split: str = "test", background_dir: str = "", background_volume: float = 0.1,
               unknown_percentage: float = 30.0, word_gap_ms: int = 2000,
               wanted_words: str = "yes,no,up,down,left,right,on,off,stop,go",
-              seed: int = 0) -> tuple[str, str, int]:
-  """Writes the long test WAV and labels; returns (wav, labels, number of words)."""
+              split_salt: str = "", validation_percentage: float = 10.0,
+              testing_percentage: float = 10.0, seed: int = 0) -> tuple[str, str, int]:
+  """Writes the long test WAV and labels; returns (wav, labels, number of words).
+
+  The speaker split options must match the training run's (e.g. sc12_real's
+  `split_salt="sc12"`, 15 % test) so that the stream holds only unseen speakers.
+  """
   from kws_jax.data import pipeline
 
   cfg = pipeline.default_config()
@@ -50,6 +55,9 @@ def make_test(data_dir: str, out_wav: str, out_labels: str | None = None, *, min
   cfg.background_dir = background_dir
   cfg.rebalance_eval = False
   cfg.silence_percentage = 0.0
+  cfg.split_salt = split_salt
+  cfg.validation_percentage = validation_percentage
+  cfg.testing_percentage = testing_percentage
   if split == "all":
     cfg.test_dir = data_dir
   elif split != "test":
@@ -331,6 +339,11 @@ def main(argv: Sequence[str]) -> int:
   mk.add_argument("--unknown-percentage", type=float, default=30.0)
   mk.add_argument("--word-gap-ms", type=int, default=2000)
   mk.add_argument("--wanted-words", default="yes,no,up,down,left,right,on,off,stop,go")
+  mk.add_argument("--split-salt", default="",
+                  help="speaker split salt of the training run (sc12_real: sc12)")
+  mk.add_argument("--validation-percentage", type=float, default=10.0)
+  mk.add_argument("--testing-percentage", type=float, default=10.0,
+                  help="of the training run (sc12_real: 15)")
   mk.add_argument("--seed", type=int, default=0)
 
   ev = sub.add_parser("eval", help="streaming accuracy, FRR at FA/h, DET curve, real-time factor")
@@ -354,7 +367,9 @@ def main(argv: Sequence[str]) -> int:
                                background_volume=args.background_volume,
                                unknown_percentage=args.unknown_percentage,
                                word_gap_ms=args.word_gap_ms, wanted_words=args.wanted_words,
-                               seed=args.seed)
+                               split_salt=args.split_salt,
+                               validation_percentage=args.validation_percentage,
+                               testing_percentage=args.testing_percentage, seed=args.seed)
     print(f"wrote {wav} ({args.minutes:g} min, {n} words) and {labels}")
     return 0
   if args.reset not in RESET_MODES:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from kws_jax.models.common import Array, WindowModel, check_window
+from kws_jax.models.common import Array, DepthwiseConv, WindowModel, check_window
 
 
 class DsCnn(WindowModel):
@@ -37,8 +37,8 @@ class DsCnn(WindowModel):
     y = nn.relu(batch_norm("conv_bn")(y))
     y = nn.Dropout(self.first_dropout)(y, deterministic=not train)
     for index in range(self.num_blocks):
-      y = nn.Conv(self.filters, (3, 3), padding="SAME", feature_group_count=self.filters,
-                  kernel_init=kernel_init, name=f"depthwise_{index}")(y)
+      y = DepthwiseConv(self.filters, (3, 3), kernel_init=kernel_init,
+                        name=f"depthwise_{index}")(y)
       y = nn.relu(batch_norm(f"depthwise_bn_{index}")(y))
       y = nn.Conv(self.filters, (1, 1), kernel_init=kernel_init, name=f"pointwise_{index}")(y)
       y = nn.relu(batch_norm(f"pointwise_bn_{index}")(y))

@@ -52,6 +52,10 @@ def jaxpr_macs(jaxpr: Any) -> int:
       total += eqn.params["length"] * jaxpr_macs(eqn.params["jaxpr"])
     elif name == "cond":
       total += max(jaxpr_macs(branch) for branch in eqn.params["branches"])
+    elif name in ("jit", "pjit") and eqn.params.get("name") == "depthwise_conv":
+      # common.depthwise_conv: elementwise taps standing in for a grouped convolution.
+      kernel = _shape(eqn.invars[1])
+      total += math.prod(_shape(eqn.outvars[0])) * kernel[0] * kernel[1]
     elif name == "while":
       raise ConfigError("cannot count MACs through a while loop (unknown trip count); "
                         "use lax.scan with a fixed length")
