@@ -113,6 +113,7 @@ def make_step_from_parts(frontend_params: Any,
     if vad_params is not None:
       from kws_jax.ops import vad
       state["vad"] = vad.init_state(vad_params)
+      state["vad_was_active"] = jnp.zeros((), jnp.int32)
     if smoothing_params is not None:
       from kws_jax.ops import smoothing
       state["smoothing"] = smoothing.init_state(smoothing_params)
@@ -128,10 +129,21 @@ def make_step_from_parts(frontend_params: Any,
     if vad_params is not None:
       from kws_jax.ops import vad
       new_state["vad"], active = vad.step(vad_params, state["vad"], frame)
-      # ELL's add_vad: no voice -> the recurrent state goes back to its initial value.
-      model_state = _reset_where_inactive(active, model_state,
-                                          model.apply(params, 1, method="initial_state"))
-      outputs["vad_active"] = jnp.asarray(active, jnp.int32)
+      active = jnp.asarray(active, jnp.int32)
+      # ELL's add_vad drives the recurrent layers' reset trigger, which fires on its 1 -> 0
+      # edge: when a voice stops, the model state goes back to its initial value once, so
+      # the next word starts fresh while silence still flows through the model.
+      voice_ended = (state["vad_was_active"] == 1) & (active == 0)
+      initial = model.apply(params, 1, method="initial_state")
+      keys = getattr(model, "reset_state_keys", None)
+      if keys is None:
+        model_state = _reset_where_inactive(~voice_ended, model_state, initial)
+      else:  # only the recurrent part (ELL); e.g. the output averaging window runs on
+        model_state = dict(model_state)
+        for key in set(keys) & set(model_state):
+          model_state[key] = _reset_where_inactive(~voice_ended, model_state[key], initial[key])
+      new_state["vad_was_active"] = active
+      outputs["vad_active"] = active
     new_state["model"] = model_state
     if smoothing_params is not None:
       from kws_jax.ops import smoothing
@@ -180,6 +192,10 @@ def make_step(trained: Any,
   model_section = _section(config, "model")
   info = {"model": _jsonable(model_section) if model_section is not None else
           {"name": type(trained.model).__name__}}
+  # The audio one decision looks at; streaming scores date detections from its start (TF).
+  data_section = _section(config, "data")
+  info["window_ms"] = float(data_section.get("clip_duration_ms", 1000.0)
+                            if data_section is not None else 1000.0)
   return make_step_from_parts(frontend_params, trained.model, trained.variables,
                               trained.label_names, vad_params=vad_params,
                               smoothing_params=smoothing_params, info=info)

@@ -51,19 +51,35 @@ def baselines_main(argv: Sequence[str]) -> int:
                       help="print the results as one JSON object on the last line")
   parser.add_argument("--out", type=pathlib.Path, help="also write baselines.json and .md here")
   parser.add_argument("--devices", type=int, help="XLA CPU devices (default: one per core)")
+  parser.add_argument("--torch-threads", type=int,
+                      help="torch intra-op threads (default: torch's, one per core); on a busy "
+                           "machine 1 avoids OpenMP oversubscription stalls")
+  parser.add_argument("--rounds", type=int, help="interleaved timing rounds (default 3)")
   parser.add_argument("--tiny", action="store_true", help="tiny shapes (smoke test, no figures)")
   args = parser.parse_args(argv)
+  for value, flag in ((args.devices, "--devices"), (args.torch_threads, "--torch-threads"),
+                      (args.rounds, "--rounds")):
+    if value is not None and value < 1:
+      raise KwsError(f"{flag} must be at least 1, got {value}")
   _require_torch()
   use_host_devices(args.devices)
+  if args.torch_threads:
+    import torch
+    torch.set_num_threads(args.torch_threads)
+  import dataclasses
+
   from kws_jax.bench import baselines
 
   sizes = baselines.Sizes.tiny() if args.tiny else baselines.Sizes()
+  if args.rounds:
+    sizes = dataclasses.replace(sizes, rounds=args.rounds)
   results = baselines.run(sizes, progress=sys.stderr.isatty())
   machine = baselines.machine_description()
   table = baselines.format_table(results)
   print(f"machine: {machine['cpu']}, {machine['cores']} cores; jax {machine['jax']} on "
         f"{len(machine['jax_devices'])} CPU device(s), torch {machine['torch']} with "
         f"{machine['torch_threads']} threads")
+  print(f"load average (1 min) after the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
   print(table)
   if args.out:
     args.out.mkdir(parents=True, exist_ok=True)

@@ -66,7 +66,8 @@ def machine_description() -> dict[str, Any]:
     pass
   return {"cpu": cpu, "cores": os.cpu_count(), "jax": jax.__version__,
           "jax_devices": [str(d) for d in jax.devices()], "torch": torch.__version__,
-          "torch_threads": torch.get_num_threads(), "xla_flags": os.environ.get("XLA_FLAGS", "")}
+          "torch_threads": torch.get_num_threads(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+          "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
 def run(sizes: Sizes = Sizes(), progress: bool = True) -> dict[str, dict[str, Any]]:

@@ -3,8 +3,8 @@
 Columns: parameters, MACs per second of audio (streaming, one step per hop),
 JAX jit streaming-step latency (frontend step + model step, batch 1), IREE
 host-CPU latency (n/a here: `python -m kws_jax.bench.step_latency` measures it
-for an exported model), training clips/s (Adam, cross-entropy, batch 64, epoch
-as one jitted scan, one device), and test accuracy from a workdir's results.json.
+for an exported model), training clips/s (Adam, cross-entropy, batch 64, jitted steps
+on one device), and test accuracy from a workdir's results.json.
 """
 
 from __future__ import annotations

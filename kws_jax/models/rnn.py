@@ -92,6 +92,9 @@ class _RecurrentKeywordSpotter(nn.Module):
 
   num_gates: ClassVar[int]
   has_cell_state: ClassVar[bool]
+  # What a VAD reset clears (ELL resets the recurrent layers); the window of per-frame
+  # log-probabilities keeps averaging so a word that just ended can still be detected.
+  reset_state_keys: ClassVar[tuple[str, ...]] = ("h", "c")
 
   def setup(self):
     self.layers = [

@@ -20,7 +20,7 @@ def reference_frames(trained, clip):
 
 
 def reference_model(trained, frames, active=None):
-  """Model steps over frames; the state goes back to initial where `active` is 0."""
+  """Model steps over frames; the state goes back to initial where `active` falls 1 -> 0."""
   model, variables = trained.model, trained.variables
   initial = model.apply(variables, 1, method="initial_state")
   step = jax.jit(lambda s, f: model.apply(variables, s, f, method="step"))
@@ -28,8 +28,9 @@ def reference_model(trained, frames, active=None):
   for t, frame in enumerate(frames):
     state, out = step(state, jnp.asarray(frame)[None])
     logits.append(np.asarray(out[0]))
-    if active is not None and not active[t]:
-      state = initial
+    if active is not None and t > 0 and active[t - 1] and not active[t]:
+      keys = getattr(model, "reset_state_keys", tuple(state))  # RNNs: h and c only
+      state = {k: initial[k] if k in keys else v for k, v in state.items()}
   return state, np.stack(logits)
 
 
@@ -56,8 +57,8 @@ def test_step_equals_featurize_then_model_steps(preset, model, hparams, test_cli
                                 clip[-trained.frontend.cfg.window_size:])
 
 
-def test_vad_resets_recurrent_state_while_inactive(test_clip):
-  """ELL's add_vad: where the VAD says no voice, the next hop starts from the initial state."""
+def test_vad_resets_recurrent_state_when_the_voice_ends(test_clip):
+  """ELL's add_vad: where the VAD falls from voice to none, the next hop starts from the initial state."""
   trained = tiny_trained("tf_speech_commands", "gru", vad={}, hidden_size=16, num_layers=1)
   step = streaming.make_step(trained)
   assert "vad" in step.initial_state()
@@ -95,7 +96,7 @@ def test_vad_and_smoothing_can_be_switched_off(trained_gru):
   step = streaming.make_step(trained_gru, vad=False, smoothing=False)
   assert set(step.initial_state()) == {"frontend", "model"}
   on = streaming.make_step(trained_gru, vad=True, smoothing=True)
-  assert set(on.initial_state()) == {"frontend", "model", "vad", "smoothing"}
+  assert set(on.initial_state()) == {"frontend", "model", "vad", "vad_was_active", "smoothing"}
   _, outputs = jax.eval_shape(on.apply, on.params, on.initial_state(),
                               jax.ShapeDtypeStruct((on.hop_size,), jnp.float32))
   assert {"logits", "scores", "vad_active", "smoothed.label"} <= set(outputs)
