@@ -66,6 +66,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.spec_augment = ml_collections.ConfigDict(
       dict(time_masks=0, time_mask_max=0, freq_masks=0, freq_mask_max=0))
   c.steps_per_call = 8            # optimizer steps per jitted scan
+  c.unroll_steps = False          # unroll that scan: XLA:CPU runs convolutions in loops slowly
   c.checkpoint_every_steps = 0    # 0: at the end of every epoch only
   c.keep_checkpoints = 2          # latest checkpoints kept (>= 2 so a bad one can fall back)
   c.check_nans = False            # op-level NaN checks (jax_debug_nans; slow), like TF --check_nans
@@ -198,7 +199,7 @@ def make_train_chunk(model, frontend_params, augment: Callable, tx: optax.Gradie
   @jax.jit
   def train_chunk(carry, audio, labels, steps, valid, nan_step):
     return jax.lax.scan(lambda c, x: one_step(c, x, nan_step), carry,
-                        (audio, labels, steps, valid))
+                        (audio, labels, steps, valid), unroll=bool(train.get("unroll_steps")))
 
   return train_chunk
 
