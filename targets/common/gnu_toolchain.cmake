@@ -1,0 +1,19 @@
+# Shared GNU bare-metal cross toolchain; each target's toolchain.cmake sets
+# KWS_PROCESSOR, KWS_DEFAULT_PREFIX and KWS_ARCH_FLAGS (which must match the ABI of
+# kws_step_lib.o, see that target's target.json) and includes this file.
+set(CMAKE_SYSTEM_NAME Generic)
+set(CMAKE_SYSTEM_PROCESSOR ${KWS_PROCESSOR})
+set(KWS_TOOLCHAIN_PREFIX "${KWS_DEFAULT_PREFIX}" CACHE STRING "cross tool prefix")
+set(CMAKE_C_COMPILER ${KWS_TOOLCHAIN_PREFIX}gcc)
+set(CMAKE_CXX_COMPILER ${KWS_TOOLCHAIN_PREFIX}g++)
+set(CMAKE_ASM_COMPILER ${KWS_TOOLCHAIN_PREFIX}gcc)
+set(CMAKE_OBJCOPY ${KWS_TOOLCHAIN_PREFIX}objcopy)
+set(CMAKE_SIZE ${KWS_TOOLCHAIN_PREFIX}size)
+set(CMAKE_TRY_COMPILE_TARGET_TYPE STATIC_LIBRARY)
+set(CMAKE_C_FLAGS_INIT "${KWS_ARCH_FLAGS} -ffunction-sections -fdata-sections")
+set(CMAKE_CXX_FLAGS_INIT "${KWS_ARCH_FLAGS} -ffunction-sections -fdata-sections")
+set(CMAKE_ASM_FLAGS_INIT "${KWS_ARCH_FLAGS}")
+set(CMAKE_EXE_LINKER_FLAGS_INIT "${KWS_ARCH_FLAGS}")
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
