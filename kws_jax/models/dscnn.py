@@ -22,13 +22,15 @@ class DsCnn(WindowModel):
   num_blocks: int = 4
   first_dropout: float = 0.2
   final_dropout: float = 0.4
+  bn_momentum: float = 0.99  # Keras default; 0.9 settles the running statistics in fewer steps
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     check_window(type(self).__name__, x, self.num_frames, self.num_features)
 
     def batch_norm(name: str) -> nn.BatchNorm:
-      return nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3, name=name)
+      return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-3,
+                          name=name)
 
     kernel_init = nn.initializers.xavier_uniform()
     y = x.astype(jnp.float32)[..., None]
