@@ -9,22 +9,15 @@ mono or stereo), optionally `_background_noise_/` and `validation_list.txt` /
 `wanted_words` become `_unknown_`; `wanted_words=all` keeps every word (ELL's 30-word mode).
 """
 
-import importlib.util
 import pathlib
 
 import ml_collections
 
-
-def _sc12_real():
-  path = pathlib.Path(__file__).with_name("sc12_real.py")
-  spec = importlib.util.spec_from_file_location("kws_experiment_sc12_real", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from kws_jax import config as config_lib
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = _sc12_real().get_config()
+  c = config_lib.load_experiment(pathlib.Path(__file__).with_name("sc12_real.py"))
   # Nothing from ../shared/data: the user's folder alone, split by TF's speaker hash.
   c.data.update(dict(data_dir="", extra_dirs=[], background_dir="", split_salt="",
                      validation_percentage=10.0, testing_percentage=10.0))

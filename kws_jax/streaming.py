@@ -77,8 +77,8 @@ def _scan_jit(apply, params, state, chunks):
   return jax.lax.scan(lambda s, x: apply(params, s, x), state, chunks)
 
 
-def _reset_where_inactive(active: jax.Array, state: State, initial: State) -> State:
-  return jax.tree.map(lambda s, s0: jnp.where(active, s, s0.astype(s.dtype)), state, initial)
+def _reset_where(reset: jax.Array, state: State, initial: State) -> State:
+  return jax.tree.map(lambda s, s0: jnp.where(reset, s0.astype(s.dtype), s), state, initial)
 
 
 def make_step_from_parts(frontend_params: Any,
@@ -135,13 +135,11 @@ def make_step_from_parts(frontend_params: Any,
       # the next word starts fresh while silence still flows through the model.
       voice_ended = (state["vad_was_active"] == 1) & (active == 0)
       initial = model.apply(params, 1, method="initial_state")
-      keys = getattr(model, "reset_state_keys", None)
-      if keys is None:
-        model_state = _reset_where_inactive(~voice_ended, model_state, initial)
-      else:  # only the recurrent part (ELL); e.g. the output averaging window runs on
-        model_state = dict(model_state)
-        for key in set(keys) & set(model_state):
-          model_state[key] = _reset_where_inactive(~voice_ended, model_state[key], initial[key])
+      # Models may limit the reset to their recurrent part (RNNs: h and c, not the output window).
+      model_state = dict(model_state)
+      for key in getattr(model, "reset_state_keys", tuple(model_state)):
+        if key in model_state:
+          model_state[key] = _reset_where(voice_ended, model_state[key], initial[key])
       new_state["vad_was_active"] = active
       outputs["vad_active"] = active
     new_state["model"] = model_state
