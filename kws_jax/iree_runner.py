@@ -141,7 +141,7 @@ class IreeStep:
 
   def _upload(self, array: np.ndarray, spec: dict):
     from iree.runtime import BufferUsage, MemoryType
-    array = np.ascontiguousarray(array, dtype=spec["dtype"])
+    array = np.array(array, dtype=spec["dtype"], order="C")  # ascontiguousarray makes 0-d 1-d
     if list(array.shape) != spec["shape"]:
       raise ExportError(f"input {spec['name']}: shape {list(array.shape)}, the module needs "
                         f"{spec['shape']}")
@@ -162,7 +162,8 @@ class IreeStep:
       shape, dtype = tuple(spec["shape"]), np.dtype(spec["dtype"])
       if (buffer.memory_type() & int(MemoryType.HOST_VISIBLE)
           and buffer.allowed_usage() & int(BufferUsage.MAPPING_SCOPED)):
-        arrays[i] = np.array(view.map().asarray(shape, dtype))
+        # reshape: a mapped scalar comes back as shape (1,).
+        arrays[i] = np.array(view.map().asarray(shape, dtype)).reshape(shape)
         continue
       staging = self._device.allocator.allocate_buffer(
           memory_type=int(MemoryType.HOST_LOCAL | MemoryType.DEVICE_VISIBLE),
@@ -176,7 +177,7 @@ class IreeStep:
     if staged:
       HalFence.create_at(self._semaphore, self._timepoint).wait()
     for i, staging, shape, dtype in staged:
-      arrays[i] = np.array(staging.map().asarray(shape, dtype))
+      arrays[i] = np.array(staging.map().asarray(shape, dtype)).reshape(shape)
     return arrays
 
   def _invoke(self, samples: np.ndarray, state_views: list, chunk: bool = False) -> list:
@@ -245,7 +246,7 @@ def run_module_tool(compiled_dir: str | os.PathLike,
   with tempfile.TemporaryDirectory() as tmp:
     inputs = [pathlib.Path(tmp) / f"in{i}.npy" for i in range(len(meta["inputs"]))]
     for path, value, spec in zip(inputs, [samples, *state], meta["inputs"]):
-      np.save(path, np.ascontiguousarray(value, dtype=spec["dtype"]))
+      np.save(path, np.array(value, dtype=spec["dtype"], order="C"))
     outs = [pathlib.Path(tmp) / f"out{i}.npy" for i in range(len(meta["outputs"]))]
     command = [tool, f"--module={pathlib.Path(compiled_dir) / compile_lib.VMFB_FILE}",
                f"--device={device or report['device']}", f"--function={meta['function']}",

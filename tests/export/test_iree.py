@@ -304,3 +304,33 @@ def test_stream_evaluator_gets_the_same_posteriors_from_iree_and_jax(compiled, t
   got = iree.posteriors(audio, reset_hops)
   assert got.scores.shape == want.scores.shape == (150, len(trained_gru.label_names))
   np.testing.assert_allclose(got.scores, want.scores, atol=1e-5, rtol=0)
+
+
+def test_vad_and_smoothing_step_on_host_cpu_matches_jax(tmp_path, test_clip):
+  """Scalar states (VAD tracker, silent-hop counter, smoothing) go in and out of IREE intact:
+  chunk calls, single numpy-state steps and iree-run-module all track the JAX step."""
+  from export_helpers import tiny_trained
+  trained = tiny_trained("tf_speech_commands", "gru", vad={"reset_delay_ms": 50.0},
+                         smoothing={}, hidden_size=8, num_layers=1)
+  export.export_trained(trained, tmp_path / "export", chunk_hops=20)
+  compile_lib.compile_export(tmp_path / "export", "host-cpu", tmp_path / "cpu")
+  silence = np.zeros(3200, np.float32)
+  clip = np.concatenate([silence, test_clip[:8000], silence])  # 0.9 s = 90 hops
+  step, ref_state, ref_outputs = jax_reference(trained, clip)
+  assert {"vad_active", "smoothed.scores"} <= set(ref_outputs)
+  assert ref_outputs["vad_active"].any() and not ref_outputs["vad_active"].all()
+  runner = iree_runner.IreeStep(tmp_path / "cpu")
+  state, outputs = runner.run(clip)
+  assert_close(state, outputs, ref_state, ref_outputs, 1e-5)
+  # Numpy state in and out (the scalars must keep shape ()), then the command line tool.
+  hops = clip.reshape(-1, step.hop_size)
+  n = hops.shape[0]
+  state, _ = runner.run(clip[:(n - 4) * step.hop_size])
+  for chunk in hops[n - 4:n - 2]:
+    state, _ = runner.step(state, chunk)
+  state, tool_out = iree_runner.run_module_tool(tmp_path / "cpu", state, hops[n - 2])
+  state, last = runner.step(state, hops[n - 1])
+  assert all(s.shape == r.shape for s, r in zip(state, ref_state))
+  assert_close(state, {k: v[None] for k, v in last.items()}, ref_state,
+               {k: v[-1:] for k, v in ref_outputs.items()}, 1e-5)
+  np.testing.assert_allclose(tool_out["scores"], ref_outputs["scores"][n - 2], atol=1e-5, rtol=0)
