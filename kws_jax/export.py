@@ -34,7 +34,7 @@ import os
 import pathlib
 import re
 import shutil
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +42,7 @@ import numpy as np
 
 import kws_jax
 from kws_jax import errors
-from kws_jax.errors import ExportError
+from kws_jax.errors import ConfigError, ExportError
 from kws_jax.streaming import StreamingStep
 
 EXPORT_FORMAT = "kws_jax.export"
@@ -265,7 +265,8 @@ def export_trained(trained: Any,
                    vad: bool | None = None,
                    smoothing: bool | None = None,
                    chunk_hops: int | None = None,
-                   chunk_unroll: bool = False) -> dict[str, Any]:
+                   chunk_unroll: bool = False,
+                   vad_options: Mapping[str, float] | None = None) -> dict[str, Any]:
   """Exports a trained model's streaming step with its featurizer variants.
 
   The trained spectrum is the default variant; the "dft" (matmul) variant is added
@@ -283,7 +284,8 @@ def export_trained(trained: Any,
     if name == "rfft" and name != spectrum and n_fft & (n_fft - 1):
       continue  # IREE compiles power-of-two FFTs only; the DFT variant covers the rest.
     variants[name] = streaming.make_step(trained, vad=vad, smoothing=smoothing,
-                                         spectrum=None if name == spectrum else name)
+                                         spectrum=None if name == spectrum else name,
+                                         vad_options=vad_options)
   extra: dict[str, Any] = {"quantization": None}
   if quantize is not None:
     from kws_jax import quantize as quantize_lib
@@ -308,6 +310,9 @@ def main(argv: Sequence[str]) -> int:
                       help="int8 weights per output channel, int8 x int8 -> int32 products")
   parser.add_argument("--vad", choices=["auto", "on", "off"], default="auto",
                       help="include the VAD that resets the recurrent state (auto: as configured)")
+  parser.add_argument("--vad-option", action="append", default=[], metavar="KEY=VALUE",
+                      help="VAD setting over the experiment's `vad` section, repeatable: "
+                           "reset_delay_ms or a tracker constant of kws_jax.ops.vad")
   parser.add_argument("--smoothing", choices=["auto", "on", "off"], default="auto",
                       help="include posterior smoothing (auto: as configured)")
   parser.add_argument("--chunk-hops", type=int, default=None,
@@ -323,11 +328,15 @@ def main(argv: Sequence[str]) -> int:
     if not args.force:
       raise ExportError(f"{out} exists and is not empty; pass --force to replace it")
     shutil.rmtree(out)
+  from kws_jax import streaming
+  vad_options = streaming.parse_vad_options(args.vad_option)
+  if vad_options and args.vad == "off":
+    raise ConfigError("--vad-option needs the VAD: drop --vad off")
   trained = trained_lib.load(args.workdir, which=args.which)
   flag = {"auto": None, "on": True, "off": False}
   meta = export_trained(trained, out, quantize=args.quantize, vad=flag[args.vad],
                         smoothing=flag[args.smoothing], chunk_hops=args.chunk_hops,
-                        chunk_unroll=args.chunk_unroll)
+                        chunk_unroll=args.chunk_unroll, vad_options=vad_options)
   sizes = {name: (out / m["bytecode"]).stat().st_size for name, m in meta["modules"].items()}
   print(f"exported {args.workdir} -> {out}: hop {meta['hop_size']} samples at "
         f"{meta['sample_rate']} Hz, {len(meta['labels'])} classes, {len(meta['state'])} state "

@@ -10,7 +10,8 @@
 
 `--reset` chooses what happens to the recurrent state between words: `never` (a true stream),
 `clip` (oracle: reset at each ground-truth word, like ELL's --reset) or `vad` (the VAD of
-kws_jax/ops resets it while no voice is detected, ELL's add_vad).
+kws_jax/ops resets it once the voice has been off for `reset_delay_ms`, ELL's add_vad;
+`--vad-option KEY=VALUE` tunes it: do that on a `make-test --split validation` stream).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -60,11 +61,13 @@ def make_test(data_dir: str, out_wav: str, out_labels: str | None = None, *, min
   cfg.testing_percentage = testing_percentage
   if split == "all":
     cfg.test_dir = data_dir
-  elif split != "test":
-    raise ConfigError(f"--split {split!r}: choose 'test' (the folder's test speakers) or 'all'")
+  elif split not in ("test", "validation"):
+    raise ConfigError(f"--split {split!r}: choose 'test' (the folder's test speakers), "
+                      "'validation' (its validation speakers: tune on these) or 'all'")
   ds = pipeline.load_dataset(cfg, seed=seed)
+  part = ds.validation if split == "validation" else ds.test
   clips: dict[str, list[np.ndarray]] = {}
-  for audio, label in zip(ds.test.audio, ds.test.labels):
+  for audio, label in zip(part.audio, part.labels):
     name = ds.label_names[int(label)]
     if name != dm.SILENCE:
       clips.setdefault(name, []).append(audio.astype(np.float32) / 32768.0)
@@ -148,11 +151,13 @@ class _Runner:
     self.step.run(np.zeros(self.hop_size * self.CHUNK_HOPS, np.float32))
 
 
-def jax_runner(workdir: str, reset: str) -> _Runner:
+def jax_runner(workdir: str, reset: str,
+               vad_options: Mapping[str, float] | None = None) -> _Runner:
   from kws_jax import streaming, trained
 
   model = trained.load(workdir)
-  step = streaming.make_step(model, vad=(reset == "vad"), smoothing=False)
+  step = streaming.make_step(model, vad=(reset == "vad"), smoothing=False,
+                             vad_options=vad_options)
   return _Runner(step, step.label_names, step.hop_size, step.sample_rate,
                  float(step.info.get("window_ms", 1000.0)))
 
@@ -330,11 +335,27 @@ def _add_source(p: argparse.ArgumentParser) -> None:
   p.add_argument("--suppression-ms", type=float, default=SmoothingSettings.suppression_ms)
   p.add_argument("--minimum-count", type=int, default=SmoothingSettings.minimum_count)
   p.add_argument("--time-tolerance-ms", type=float, default=SmoothingSettings.time_tolerance_ms)
+  p.add_argument("--vad-option", action="append", default=[], metavar="KEY=VALUE",
+                 help="with --workdir --reset vad: " + VAD_OPTION_HELP)
+
+
+# Kept here (not imported from kws_jax.streaming) so that `--help` does not import JAX.
+VAD_OPTION_HELP = ("VAD setting over the experiment's `vad` section, repeatable: reset_delay_ms "
+                   "(silence after a voice before the reset), tau_up, tau_down, threshold_up, "
+                   "threshold_down, level_threshold, large_input, gain_att, initial_level")
 
 
 def _runner(args) -> _Runner:
+  from kws_jax import streaming
+
+  vad_options = streaming.parse_vad_options(args.vad_option)
+  if vad_options and args.reset != "vad":
+    raise ConfigError("--vad-option needs --reset vad")
   if args.workdir:
-    return jax_runner(args.workdir, args.reset)
+    return jax_runner(args.workdir, args.reset, vad_options)
+  if vad_options:
+    raise ConfigError("--vad-option works with --workdir; a compiled module keeps the VAD "
+                      "settings it was exported with (python -m kws_jax.export --vad-option ...)")
   module = args.module
   if module.endswith(".vmfb"):
     module = os.path.dirname(module) or "."
@@ -355,7 +376,8 @@ def main(argv: Sequence[str]) -> int:
   mk.add_argument("--minutes", type=float, default=10.0)
   mk.add_argument("--out", required=True, help="output WAV (labels go to <out>_labels.txt)")
   mk.add_argument("--labels", help="labels file (default: <out>_labels.txt)")
-  mk.add_argument("--split", default="test", help="test (the folder's test speakers) or all")
+  mk.add_argument("--split", default="test",
+                  help="test (the folder's test speakers), validation (to tune on) or all")
   mk.add_argument("--background-dir", default="")
   mk.add_argument("--background-volume", type=float, default=0.1)
   mk.add_argument("--unknown-percentage", type=float, default=30.0)

@@ -369,6 +369,21 @@ def test_stream_eval_missing_labels_file_fails_before_loading_the_model(bad, cap
                   "(make one with `python -m kws_jax.stream make-test`)")
 
 
+@pytest.mark.parametrize("args,message", [
+    (["--reset", "vad", "--vad-option", "reset_delay_ms"],
+     "--vad-option 'reset_delay_ms': expected KEY=NUMBER, e.g. reset_delay_ms=300"),
+    (["--reset", "vad", "--vad-option", "threshold_up=high"],
+     "--vad-option 'threshold_up=high': expected KEY=NUMBER"),
+    (["--reset", "never", "--vad-option", "reset_delay_ms=300"],
+     "--vad-option needs --reset vad"),
+])
+def test_stream_eval_bad_vad_option(capsys, tmp_path, args, message):
+  code, _, err = run_main(stream_cli.main, ["eval", "--workdir", tmp_path / "no_run_yet",
+                                            "--wav", "x.wav", "--labels", labels_file(tmp_path),
+                                            *args], capsys)
+  assert message in the_error_line(code, err)
+
+
 def test_export_never_overwrites_an_earlier_export(capsys, tmp_path):
   earlier = tmp_path / "export"
   earlier.mkdir()

@@ -19,8 +19,9 @@ def reference_frames(trained, clip):
   return np.asarray(frontend.featurize(trained.frontend, padded))
 
 
-def reference_model(trained, frames, active=None):
-  """Model steps over frames; the state goes back to initial where `active` falls 1 -> 0."""
+def reference_model(trained, frames, active=None, reset_after_hops=1):
+  """Model steps over frames; the state goes back to initial after hop t when `active`
+  was 1 at t - reset_after_hops and 0 at every hop since (1: where it falls 1 -> 0)."""
   model, variables = trained.model, trained.variables
   initial = model.apply(variables, 1, method="initial_state")
   step = jax.jit(lambda s, f: model.apply(variables, s, f, method="step"))
@@ -28,7 +29,8 @@ def reference_model(trained, frames, active=None):
   for t, frame in enumerate(frames):
     state, out = step(state, jnp.asarray(frame)[None])
     logits.append(np.asarray(out[0]))
-    if active is not None and t > 0 and active[t - 1] and not active[t]:
+    d = reset_after_hops
+    if active is not None and t >= d and active[t - d] and not active[t - d + 1:t + 1].any():
       keys = getattr(model, "reset_state_keys", tuple(state))  # RNNs: h and c only
       state = {k: initial[k] if k in keys else v for k, v in state.items()}
   return state, np.stack(logits)
@@ -57,10 +59,14 @@ def test_step_equals_featurize_then_model_steps(preset, model, hparams, test_cli
                                 clip[-trained.frontend.cfg.window_size:])
 
 
-def test_vad_resets_recurrent_state_when_the_voice_ends(test_clip):
-  """ELL's add_vad: where the VAD falls from voice to none, the next hop starts from the initial state."""
+@pytest.mark.parametrize("reset_delay_ms,reset_after_hops", [(0.0, 1), (120.0, 13)])
+def test_vad_resets_recurrent_state_when_the_voice_ends(test_clip, reset_delay_ms,
+                                                        reset_after_hops):
+  """ELL's add_vad: where the VAD falls from voice to none (or has stayed off for
+  `reset_delay_ms` since), the next hop starts from the initial state."""
   trained = tiny_trained("tf_speech_commands", "gru", vad={}, hidden_size=16, num_layers=1)
-  step = streaming.make_step(trained)
+  step = streaming.make_step(trained, vad_options={"reset_delay_ms": reset_delay_ms})
+  assert step.info["vad_reset_delay_ms"] == reset_delay_ms
   assert "vad" in step.initial_state()
   silence = np.zeros(8000, np.float32)
   clip = np.concatenate([silence, test_clip, silence])
@@ -70,8 +76,13 @@ def test_vad_resets_recurrent_state_when_the_voice_ends(test_clip):
   active = np.asarray(vad.detect(vad_params, jnp.asarray(frames)))
   np.testing.assert_array_equal(np.asarray(outputs["vad_active"]), active)
   assert active.any() and not active.all(), "the clip should have both speech and silence"
-  _, ref_logits = reference_model(trained, frames, active)
+  _, ref_logits = reference_model(trained, frames, active, reset_after_hops)
   np.testing.assert_allclose(np.asarray(outputs["logits"]), ref_logits, atol=2e-5, rtol=1e-5)
+  # The reset happens where the delay says, not one hop earlier or later.
+  for other in (reset_after_hops - 1, reset_after_hops + 1):
+    if other >= 1:
+      _, other_logits = reference_model(trained, frames, active, other)
+      assert np.abs(other_logits - ref_logits).max() > 1e-4
   # Without the reset the logits differ once speech has ended (the state remembers it).
   _, plain_logits = reference_model(trained, frames)
   assert np.abs(plain_logits - ref_logits).max() > 1e-4
@@ -96,7 +107,7 @@ def test_vad_and_smoothing_can_be_switched_off(trained_gru):
   step = streaming.make_step(trained_gru, vad=False, smoothing=False)
   assert set(step.initial_state()) == {"frontend", "model"}
   on = streaming.make_step(trained_gru, vad=True, smoothing=True)
-  assert set(on.initial_state()) == {"frontend", "model", "vad", "vad_was_active", "smoothing"}
+  assert set(on.initial_state()) == {"frontend", "model", "vad", "vad_silent_hops", "smoothing"}
   _, outputs = jax.eval_shape(on.apply, on.params, on.initial_state(),
                               jax.ShapeDtypeStruct((on.hop_size,), jnp.float32))
   assert {"logits", "scores", "vad_active", "smoothed.label"} <= set(outputs)
