@@ -299,22 +299,43 @@ def streaming_logits(step: StreamingStep, clips: np.ndarray, batch_size: int = 6
   return np.concatenate(out)[:len(clips)]
 
 
+def _training_test_split(trained: Any, limit: int | None) -> tuple[np.ndarray, np.ndarray, str]:
+  """The test split the training run reported (same clips as its results.json)."""
+  from kws_jax.data import pipeline
+  seed = int(trained.config.get("seed", 0))
+  ds = pipeline.load_dataset(trained.config.data, seed)
+  if list(ds.label_names) != list(trained.label_names):
+    raise KwsError("the workdir's data config now gives other labels than it was trained on; "
+                   "pass --data FOLDER")
+  clips = ds.test.audio.astype(np.float32) / 32768.0
+  labels = np.asarray(ds.test.labels, np.int32)
+  if limit:
+    keep = np.sort(np.random.default_rng(0).choice(len(labels), min(limit, len(labels)),
+                                                   replace=False))
+    clips, labels = clips[keep], labels[keep]
+  return clips, labels, f"test split of {trained.config.data.get('data_dir', 'the training data')}"
+
+
 def main(argv: Sequence[str]) -> int:
   parser = argparse.ArgumentParser(prog="python -m kws_jax.quantize",
                                    description="Accuracy of the float vs the int8 streaming step.")
   parser.add_argument("--workdir", required=True, help="training workdir")
   parser.add_argument("--which", default="best", choices=["best", "latest"])
   parser.add_argument("--data", default=None,
-                      help="Speech Commands-layout folder (default ../shared/data/sc_v2_test12_dev)")
+                      help="Speech Commands-layout folder (default: the test split of the "
+                           "workdir's training data, speakers it never saw)")
   parser.add_argument("--limit", type=int, default=None, help="evaluate a random subset of N clips")
   parser.add_argument("--out", default=None, help="JSON file for the figures "
                       "(default WORKDIR/quantization.json)")
   args = parser.parse_args(argv)
   from kws_jax import streaming, trained as trained_lib
   trained = trained_lib.load(args.workdir, which=args.which)
-  data = args.data or str(pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
-                          / "sc_v2_test12_dev")
-  clips, labels = load_labelled_clips(data, trained.label_names, trained.clip_samples, args.limit)
+  if args.data:
+    data = args.data
+    clips, labels = load_labelled_clips(data, trained.label_names, trained.clip_samples,
+                                        args.limit)
+  else:
+    clips, labels, data = _training_test_split(trained, args.limit)
   step = streaming.make_step(trained, vad=False, smoothing=False)
   qstep, report = quantize_step(step)
   float_pred = streaming_logits(step, clips).argmax(-1)

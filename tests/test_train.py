@@ -223,3 +223,20 @@ def test_training_clips_of_validation_and_test_speakers_are_dropped(capsys):
   assert ds.train.speakers.tolist() == ["a", ""]
   assert ds.train.labels.tolist() == [0, 3] and ds.train.audio[:, 0].tolist() == [0, 3]
   assert "dropped 3 training clips" in capsys.readouterr().err
+
+
+def test_quantize_report_defaults_to_the_runs_own_test_split(reference, capsys):
+  """`python -m kws_jax.quantize --workdir W` scores float and int8 steps on W's test speakers."""
+  from kws_jax import quantize
+  workdir, results = reference
+  out = workdir / "q.json"
+  assert quantize.main(["--workdir", str(workdir), "--out", str(out)]) == 0
+  report = json.loads(out.read_text())
+  assert report["clips"] == results["num_examples"]
+  assert report["data"].startswith("test split of ")
+  # The float streaming step over a whole clip is the trained model on that clip.
+  assert report["accuracy_float"] == pytest.approx(results["accuracy"], abs=1.5 / report["clips"])
+  assert report["accuracy_change_points"] == pytest.approx(
+      100 * (report["accuracy_int8"] - report["accuracy_float"]))
+  assert 0.0 <= report["agreement"] <= 1.0 and report["quantization"]["quantized"]
+  assert "int8" in capsys.readouterr().out
