@@ -92,7 +92,8 @@ def main(argv: Sequence[str]) -> int:
   parser = argparse.ArgumentParser(prog="python -m kws_jax.bench.featurizer",
                                    description=__doc__.split("\n\n")[0])
   parser.add_argument("--clips", type=int, default=2048, help="1-second clips per pass")
-  parser.add_argument("--batch", type=int, default=32, help="clips per featurize call")
+  # 16: the frames of a call stay in cache; larger batches were slower on 2 cores (BENCHMARKS.md §3).
+  parser.add_argument("--batch", type=int, default=16, help="clips per featurize call")
   parser.add_argument("--repeats", type=int, default=3, help="passes; the best is reported")
   parser.add_argument("--presets", default=",".join(frontend.PRESETS),
                       help="comma-separated presets")
@@ -111,7 +112,7 @@ def main(argv: Sequence[str]) -> int:
     other = "dft" if base.spectrum == "rfft" else "rfft"
     runs.append((f"tf_speech_commands spectrum={other}",
                  frontend.get_config("tf_speech_commands", spectrum=other), args.batch))
-    for batch in (16, 32, 128, 256):
+    for batch in (4, 16, 32, 128, 256):
       if batch != args.batch:
         runs.append((f"tf_speech_commands batch={batch}", base, batch))
 
