@@ -89,6 +89,11 @@ def resample_audio(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray
   return resample_poly(audio, rate_out // g, rate_in // g).astype(np.float32)
 
 
+def from_int16(samples: np.ndarray) -> np.ndarray:
+  """int16 samples to float32 in [-1, 1) (divided by 32768, TF's decode_wav scaling)."""
+  return np.asarray(samples).astype(np.float32) / 32768.0
+
+
 def to_int16(audio: np.ndarray) -> np.ndarray:
   """Float samples in [-1, 1] to int16 (clipped), how clips are stored in memory."""
   return np.clip(np.round(np.asarray(audio) * 32767.0), -32768, 32767).astype(np.int16)

@@ -250,6 +250,13 @@ def quantize_step(step: StreamingStep) -> tuple[StreamingStep, dict[str, Any]]:
 
 # ----------------------------------------------------------------- accuracy report
 
+def _random_subset(count: int, limit: int | None) -> np.ndarray:
+  """Sorted indices of a seeded random subset of `limit` out of `count` (all when no limit)."""
+  if not limit:
+    return np.arange(count)
+  return np.sort(np.random.default_rng(0).choice(count, min(limit, count), replace=False))
+
+
 def load_labelled_clips(folder: str | os.PathLike, label_names: Sequence[str], clip_samples: int,
                         limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
   """Clips of a Speech Commands-layout folder whose subfolder is a label: (N, S) float32, (N,)."""
@@ -263,10 +270,7 @@ def load_labelled_clips(folder: str | os.PathLike, label_names: Sequence[str], c
   if not files:
     raise KwsError(f"{folder}: no WAV files in subfolders named after the labels "
                    f"{list(label_names)}")
-  if limit:
-    rng = np.random.default_rng(0)
-    files = [files[i] for i in sorted(rng.choice(len(files), min(limit, len(files)),
-                                                 replace=False))]
+  files = [files[i] for i in _random_subset(len(files), limit)]
   for label, path in files:
     clips.append(audio.fit_length(audio.read_audio(path), clip_samples))
     labels.append(label)
@@ -307,12 +311,11 @@ def _training_test_split(trained: Any, limit: int | None) -> tuple[np.ndarray, n
   if list(ds.label_names) != list(trained.label_names):
     raise KwsError("the workdir's data config now gives other labels than it was trained on; "
                    "pass --data FOLDER")
-  clips = ds.test.audio.astype(np.float32) / 32768.0
+  from kws_jax import audio
+  clips = audio.from_int16(ds.test.audio)
   labels = np.asarray(ds.test.labels, np.int32)
-  if limit:
-    keep = np.sort(np.random.default_rng(0).choice(len(labels), min(limit, len(labels)),
-                                                   replace=False))
-    clips, labels = clips[keep], labels[keep]
+  keep = _random_subset(len(labels), limit)
+  clips, labels = clips[keep], labels[keep]
   return clips, labels, f"test split of {trained.config.data.get('data_dir', 'the training data')}"
 
 

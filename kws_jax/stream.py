@@ -70,7 +70,7 @@ def make_test(data_dir: str, out_wav: str, out_labels: str | None = None, *, min
   for audio, label in zip(part.audio, part.labels):
     name = ds.label_names[int(label)]
     if name != dm.SILENCE:
-      clips.setdefault(name, []).append(audio.astype(np.float32) / 32768.0)
+      clips.setdefault(name, []).append(audio_lib.from_int16(audio))
   keywords = [w for w in ds.label_names if not w.startswith("_")]
   if not any(clips.get(k) for k in keywords):
     raise DataError(f"{data_dir}: its {split} split holds no keyword clips")

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from kws_jax import errors
+from kws_jax import audio, errors
 from kws_jax.ops import frontend
 
 
@@ -77,7 +77,7 @@ def librosa_features(cfg: frontend.FrontendConfig, y: np.ndarray) -> np.ndarray:
 
 
 def time_librosa(cfg: frontend.FrontendConfig, clips: np.ndarray, repeats: int) -> float:
-  floats = clips.astype(np.float32) / 32768.0
+  floats = audio.from_int16(clips)
   librosa_features(cfg, floats[0])   # warm-up (filterbank cache, imports)
   best = float("inf")
   for _ in range(repeats):

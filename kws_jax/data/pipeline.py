@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from kws_jax import audio as audio_io
 from kws_jax.data import folder as folder_lib
 from kws_jax.errors import ConfigError, DataError
 from kws_jax.ops import augment as augment_ops
@@ -189,7 +190,7 @@ def load_dataset(cfg: ml_collections.ConfigDict, seed: int = 0) -> Dataset:
     # No noise recordings, but recorded `_silence_` clips (tfds speech_commands, the
     # canonical test-set layout): they are background noise, one clip per row.
     silence = splits["train"].audio[splits["train"].labels == SILENCE_INDEX]
-    background = silence.astype(np.float32) / 32768.0
+    background = audio_io.from_int16(silence)
   if background is None and cfg.silence_percentage > 0:
     warnings.warn("no background noise (no _background_noise_ folder, no data.background_dir): "
                   "_silence_ clips are pure zeros and no noise is mixed in", stacklevel=2)

@@ -215,7 +215,7 @@ class _Espeak:
     self.lib.espeak_Synchronize()
     if not self.chunks:
       return np.zeros(0, np.float32)
-    return np.concatenate(self.chunks).astype(np.float32) / 32768.0
+    return audio_io.from_int16(np.concatenate(self.chunks))
 
 
 def _load_espeak_library() -> None:
