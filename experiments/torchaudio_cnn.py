@@ -23,6 +23,6 @@ def get_config() -> ml_collections.ConfigDict:
       epochs=20, batch_size=64, optimizer="sgd", learning_rate=0.1, momentum=0.5,
       schedule="step", step_size_epochs=5, step_gamma=0.25,
       spec_augment=dict(time_masks=1, time_mask_max=10, freq_masks=0, freq_mask_max=0),
-      # Measured: an unrolled chunk runs this CNN >2x faster on XLA:CPU than the scanned one.
-      unroll_steps=True))
+      # XLA:CPU runs convolutions inside a loop body ~6x slower: jit single steps, no scan.
+      steps_per_call=1, unroll_steps=True))
   return c

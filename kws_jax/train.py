@@ -66,7 +66,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.spec_augment = ml_collections.ConfigDict(
       dict(time_masks=0, time_mask_max=0, freq_masks=0, freq_mask_max=0))
   c.steps_per_call = 8            # optimizer steps per jitted scan
-  c.unroll_steps = False          # unroll that scan: XLA:CPU runs convolutions in loops slowly
+  c.unroll_steps = False          # a Python loop instead of lax.scan (XLA:CPU convs in loops are slow)
   c.checkpoint_every_steps = 0    # 0: at the end of every epoch only
   c.keep_checkpoints = 2          # latest checkpoints kept (>= 2 so a bad one can fall back)
   c.check_nans = False            # op-level NaN checks (jax_debug_nans; slow), like TF --check_nans
@@ -191,15 +191,27 @@ def make_train_chunk(model, frontend_params, augment: Callable, tx: optax.Gradie
       correct = jnp.sum(jnp.argmax(logits, -1) == labels).astype(jnp.int32)
       return (params, model_state, opt_state), (loss, correct)
 
-    def skip(carry):
-      return carry, (jnp.float32(0.0), jnp.int32(0))
-
-    return jax.lax.cond(valid, run, skip, carry)
+    # A select, not lax.cond: XLA:CPU runs convolutions inside a conditional's branch
+    # several times slower (torchaudio CNN: 7.5 vs 1.x s per step). Padded steps only
+    # occur in an epoch's last chunk, so computing and discarding them costs little.
+    new_carry, (loss, correct) = run(carry)
+    new_carry = jax.tree.map(lambda new, old: jnp.where(valid, new, old), new_carry, carry)
+    return new_carry, (jnp.where(valid, loss, 0.0), jnp.where(valid, correct, 0))
 
   @jax.jit
   def train_chunk(carry, audio, labels, steps, valid, nan_step):
-    return jax.lax.scan(lambda c, x: one_step(c, x, nan_step), carry,
-                        (audio, labels, steps, valid), unroll=bool(train.get("unroll_steps")))
+    if not train.get("unroll_steps"):
+      return jax.lax.scan(lambda c, x: one_step(c, x, nan_step), carry,
+                          (audio, labels, steps, valid))
+    # A Python loop, not lax.scan(unroll=True): that still emits a (one-trip) while loop,
+    # and XLA:CPU runs convolutions inside a loop body ~6x slower (torchaudio CNN, batch
+    # 64: 7.5 vs 1.3 s per step, same minute).
+    outputs = []
+    for index in range(audio.shape[0]):
+      carry, out = one_step(carry, (audio[index], labels[index], steps[index], valid[index]),
+                            nan_step)
+      outputs.append(out)
+    return carry, jax.tree.map(lambda *xs: jnp.stack(xs), *outputs)
 
   return train_chunk
 

@@ -7,13 +7,13 @@ time, NLL loss, RMSprop(lr 1e-3, weight decay 1e-5), batch 128, 12 classes.
 recipe step for step.
 
 Two formulations of the same network (same parameter tree as `models.create("gru")`):
-  "model"      the models package's Flax module (input projection of all frames in
-               one matmul, lax.scan for the recurrence, JAX autodiff);
-  "fused_vjp"  the same forward with a hand-written backward for the recurrence
-               (`gru_recurrence`): autodiff of the scan accumulates the recurrent
-               weight gradient with one small matmul per time step inside the
-               loop; here the loop only carries dh and the weight gradient is one
-               large matmul over all steps after it.
+  "model"      the models package's Flax module;
+  "fused_vjp"  the same math as a plain function of the parameter tree (no Flax).
+Both use `models.rnn.gru_recurrence`: the input projection of all frames in one
+matmul, split per gate before the time scan, and a hand-written backward for the
+recurrence (autodiff of the scan accumulates the recurrent weight gradient with one
+small matmul per time step inside the loop; there the loop only carries dh and the
+weight gradient is one large matmul over all steps after it).
 An epoch runs as one jitted `lax.scan` over batches already on the devices, with
 donated parameter/optimizer buffers, data-parallel over the local devices
 (`kws_jax.parallel`).
@@ -32,6 +32,7 @@ import numpy as np
 import optax
 
 from kws_jax import models, parallel
+from kws_jax.models import rnn
 
 Array = jax.Array
 FORMULATIONS = ("model", "fused_vjp")
@@ -83,56 +84,7 @@ def init_ell_gru(recipe: EllGruRecipe, seed: int = 0) -> dict[str, Any]:
 
 # ------------------------------------------------------------- fused-backward GRU
 
-def _gru_gates(x_proj: Array, h_proj: Array) -> tuple[Array, Array, Array]:
-  hidden = x_proj.shape[-1] // 3
-  r = jax.nn.sigmoid(x_proj[..., :hidden] + h_proj[..., :hidden])
-  z = jax.nn.sigmoid(x_proj[..., hidden:2 * hidden] + h_proj[..., hidden:2 * hidden])
-  n = jnp.tanh(x_proj[..., 2 * hidden:] + r * h_proj[..., 2 * hidden:])
-  return r, z, n
-
-
-def _gru_forward(recurrent_kernel: Array, recurrent_bias: Array, x_proj: Array):
-  hidden = recurrent_kernel.shape[0]
-  h0 = jnp.zeros_like(x_proj[0, :, :hidden])
-
-  def body(h, xp):
-    h_proj = h @ recurrent_kernel + recurrent_bias
-    r, z, n = _gru_gates(xp, h_proj)
-    h_new = (1.0 - z) * n + z * h
-    return h_new, (h_new, r, z, n, h_proj[..., 2 * hidden:])
-
-  _, (hs, r, z, n, h_proj_n) = jax.lax.scan(body, h0, x_proj)
-  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
-  return hs, (recurrent_kernel, h_prev, r, z, n, h_proj_n)
-
-
-@jax.custom_vjp
-def gru_recurrence(recurrent_kernel: Array, recurrent_bias: Array, x_proj: Array) -> Array:
-  """torch.nn.GRU's recurrence from h0 = 0: x_proj (T, B, 3H) = x @ W_i + b_i -> hs (T, B, H)."""
-  return _gru_forward(recurrent_kernel, recurrent_bias, x_proj)[0]
-
-
-def _gru_backward(residuals, d_hs):
-  recurrent_kernel, h_prev, r, z, n, h_proj_n = residuals
-  kernel_t = recurrent_kernel.T
-
-  def body(dh, step):
-    d_out, hp, r, z, n, hpn = step
-    dh = dh + d_out
-    d_n = dh * (1.0 - z) * (1.0 - n * n)
-    d_z = dh * (hp - n) * z * (1.0 - z)
-    d_r = d_n * hpn * r * (1.0 - r)
-    d_h_proj = jnp.concatenate([d_r, d_z, d_n * r], axis=-1)
-    d_x_proj = jnp.concatenate([d_r, d_z, d_n], axis=-1)
-    return dh * z + d_h_proj @ kernel_t, (d_x_proj, d_h_proj)
-
-  _, (d_x_proj, d_h_proj) = jax.lax.scan(
-      body, jnp.zeros_like(d_hs[0]), (d_hs, h_prev, r, z, n, h_proj_n), reverse=True)
-  d_kernel = jnp.einsum("tbh,tbg->hg", h_prev, d_h_proj)  # one GEMM over all steps
-  return d_kernel, d_h_proj.sum(axis=(0, 1)), d_x_proj
-
-
-gru_recurrence.defvjp(_gru_forward, _gru_backward)
+gru_recurrence = rnn.gru_recurrence  # kept under its old name for the bench's callers
 
 
 def fused_gru_apply(params: dict[str, Any], x: Array) -> Array:

@@ -35,30 +35,93 @@ from kws_jax.models.common import Array, check_frame, check_window, push_frame, 
   torch_uniform
 
 
-def gru_cell(x_proj: Array, h: Array, recurrent_kernel: Array, recurrent_bias: Array) -> Array:
-  """One torch.nn.GRU step. `x_proj` = x @ W_i + b_i for gates (r, z, n); returns the new h."""
-  hidden = h.shape[-1]
-  h_proj = h @ recurrent_kernel + recurrent_bias
-  x_r, x_z, x_n = x_proj[..., :hidden], x_proj[..., hidden:2 * hidden], x_proj[..., 2 * hidden:]
-  h_r, h_z, h_n = h_proj[..., :hidden], h_proj[..., hidden:2 * hidden], h_proj[..., 2 * hidden:]
-  r = jax.nn.sigmoid(x_r + h_r)
-  z = jax.nn.sigmoid(x_z + h_z)
-  n = jnp.tanh(x_n + r * h_n)
+def split_gates(x_proj: Array, num_gates: int) -> tuple[Array, ...]:
+  """(..., num_gates * H) -> num_gates arrays (..., H), one per gate.
+
+  Split the input projection of all frames BEFORE the time scan: XLA:CPU ran a loop
+  body that slices several gates out of the same scanned row with tanh/sigmoid on them
+  ~2-3x slower than one that gets each gate as its own scanned array (GRU, batch 64).
+  """
+  return tuple(jnp.split(x_proj, num_gates, axis=-1))
+
+
+def _gru_gates(x_gates: tuple[Array, Array, Array], h_proj: Array
+               ) -> tuple[Array, Array, Array]:
+  """torch.nn.GRU's gates r, z, n from the split input projection and h @ W_h + b_h."""
+  hidden = h_proj.shape[-1] // 3
+  x_r, x_z, x_n = x_gates
+  r = jax.nn.sigmoid(x_r + h_proj[..., :hidden])
+  z = jax.nn.sigmoid(x_z + h_proj[..., hidden:2 * hidden])
+  n = jnp.tanh(x_n + r * h_proj[..., 2 * hidden:])
+  return r, z, n
+
+
+def gru_cell(x_gates: tuple[Array, Array, Array], h: Array, recurrent_kernel: Array,
+             recurrent_bias: Array) -> Array:
+  """One torch.nn.GRU step. `x_gates` = x @ W_i + b_i split into gates (r, z, n); returns h."""
+  r, z, n = _gru_gates(x_gates, h @ recurrent_kernel + recurrent_bias)
   return (1.0 - z) * n + z * h
 
 
-def lstm_cell(x_proj: Array, carry: tuple[Array, Array], recurrent_kernel: Array,
-              recurrent_bias: Array) -> tuple[Array, Array]:
-  """One torch.nn.LSTM step on carry (h, c); `x_proj` holds gates (i, f, g, o). Returns (h, c)."""
+def _gru_forward(recurrent_kernel: Array, recurrent_bias: Array, x_proj: Array):
+  hidden = recurrent_kernel.shape[0]
+  h0 = jnp.zeros_like(x_proj[0, :, :hidden])
+
+  def body(h, x_gates):
+    h_proj = h @ recurrent_kernel + recurrent_bias
+    r, z, n = _gru_gates(x_gates, h_proj)
+    h_new = (1.0 - z) * n + z * h
+    return h_new, (h_new, r, z, n, h_proj[..., 2 * hidden:])
+
+  _, (hs, r, z, n, h_proj_n) = jax.lax.scan(body, h0, split_gates(x_proj, 3))
+  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+  return hs, (recurrent_kernel, h_prev, r, z, n, h_proj_n)
+
+
+@jax.custom_vjp
+def gru_recurrence(recurrent_kernel: Array, recurrent_bias: Array, x_proj: Array) -> Array:
+  """torch.nn.GRU's recurrence from h0 = 0: x_proj (T, B, 3H) = x @ W_i + b_i -> hs (T, B, H).
+
+  Same values as scanning `gru_cell`, with a hand-written backward: autodiff of the scan
+  accumulates the recurrent weight gradient with one small matmul per time step inside the
+  loop; here the reverse loop only carries dh, and the weight gradient is one large matmul
+  over all steps after it (ELL GRU recipe on 2 CPU cores: ~1.2x faster training steps).
+  """
+  return _gru_forward(recurrent_kernel, recurrent_bias, x_proj)[0]
+
+
+def _gru_backward(residuals, d_hs):
+  recurrent_kernel, h_prev, r, z, n, h_proj_n = residuals
+  kernel_t = recurrent_kernel.T
+
+  def body(dh, step):
+    d_out, hp, r, z, n, hpn = step
+    dh = dh + d_out
+    d_n = dh * (1.0 - z) * (1.0 - n * n)
+    d_z = dh * (hp - n) * z * (1.0 - z)
+    d_r = d_n * hpn * r * (1.0 - r)
+    d_h_proj = jnp.concatenate([d_r, d_z, d_n * r], axis=-1)
+    d_x_proj = jnp.concatenate([d_r, d_z, d_n], axis=-1)
+    return dh * z + d_h_proj @ kernel_t, (d_x_proj, d_h_proj)
+
+  _, (d_x_proj, d_h_proj) = jax.lax.scan(
+      body, jnp.zeros_like(d_hs[0]), (d_hs, h_prev, r, z, n, h_proj_n), reverse=True)
+  d_kernel = jnp.einsum("tbh,tbg->hg", h_prev, d_h_proj)  # one GEMM over all steps
+  return d_kernel, d_h_proj.sum(axis=(0, 1)), d_x_proj
+
+
+gru_recurrence.defvjp(_gru_forward, _gru_backward)
+
+
+def lstm_cell(x_gates: tuple[Array, Array, Array, Array], carry: tuple[Array, Array],
+              recurrent_kernel: Array, recurrent_bias: Array) -> tuple[Array, Array]:
+  """One torch.nn.LSTM step on carry (h, c); `x_gates` holds gates (i, f, g, o). Returns (h, c)."""
   h, c = carry
   hidden = h.shape[-1]
-  gates = x_proj + h @ recurrent_kernel + recurrent_bias
-  i = jax.nn.sigmoid(gates[..., :hidden])
-  f = jax.nn.sigmoid(gates[..., hidden:2 * hidden])
-  g = jnp.tanh(gates[..., 2 * hidden:3 * hidden])
-  o = jax.nn.sigmoid(gates[..., 3 * hidden:])
-  c = f * c + i * g
-  return o * jnp.tanh(c), c
+  h_proj = h @ recurrent_kernel + recurrent_bias
+  i, f, g, o = (x + h_proj[..., k * hidden:(k + 1) * hidden] for k, x in enumerate(x_gates))
+  c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+  return jax.nn.sigmoid(o) * jnp.tanh(c), c
 
 
 class RecurrentLayer(nn.Module):
@@ -106,18 +169,15 @@ class _RecurrentKeywordSpotter(nn.Module):
   def _run_layer(self, weights, x_proj_tbg: Array) -> Array:
     """Recurrence over time: x_proj (T, B, gates) -> hidden states (T, B, H)."""
     _, _, recurrent_kernel, recurrent_bias = weights
-    batch = x_proj_tbg.shape[1]
-    zeros = jnp.zeros((batch, self.hidden_size), x_proj_tbg.dtype)
-    if self.has_cell_state:
-      def body(carry, xp):
-        carry = lstm_cell(xp, carry, recurrent_kernel, recurrent_bias)
-        return carry, carry[0]
-      _, hs = jax.lax.scan(body, (zeros, zeros), x_proj_tbg)
-    else:
-      def body(h, xp):
-        h = gru_cell(xp, h, recurrent_kernel, recurrent_bias)
-        return h, h
-      _, hs = jax.lax.scan(body, zeros, x_proj_tbg)
+    if not self.has_cell_state:
+      return gru_recurrence(recurrent_kernel, recurrent_bias, x_proj_tbg)
+    zeros = jnp.zeros((x_proj_tbg.shape[1], self.hidden_size), x_proj_tbg.dtype)
+
+    def body(carry, x_gates):
+      carry = lstm_cell(x_gates, carry, recurrent_kernel, recurrent_bias)
+      return carry, carry[0]
+
+    _, hs = jax.lax.scan(body, (zeros, zeros), split_gates(x_proj_tbg, self.num_gates))
     return hs
 
   def __call__(self, x: Array, train: bool = False) -> Array:
@@ -147,13 +207,13 @@ class _RecurrentKeywordSpotter(nn.Module):
     new_h, new_c = [], []
     for index, layer in enumerate(self.layers):
       input_kernel, input_bias, recurrent_kernel, recurrent_bias = layer()
-      x_proj = x @ input_kernel + input_bias
+      x_gates = split_gates(x @ input_kernel + input_bias, self.num_gates)
       if self.has_cell_state:
-        x, c = lstm_cell(x_proj, (state["h"][index], state["c"][index]), recurrent_kernel,
+        x, c = lstm_cell(x_gates, (state["h"][index], state["c"][index]), recurrent_kernel,
                          recurrent_bias)
         new_c.append(c)
       else:
-        x = gru_cell(x_proj, state["h"][index], recurrent_kernel, recurrent_bias)
+        x = gru_cell(x_gates, state["h"][index], recurrent_kernel, recurrent_bias)
       new_h.append(x)
     log_probs = push_frame(state["log_probs"], jax.nn.log_softmax(self.head(x), axis=-1))
     new_state = {"h": jnp.stack(new_h), "log_probs": log_probs}
