@@ -99,6 +99,17 @@ def torch_baselines():
   return torch_baselines
 
 
+def test_training_runners_count_clips_not_frames(torch_baselines):
+  """Both sides count steps x batch clips per call (the seq-first GRU input once counted frames)."""
+  steps, batch = 2, SMALL.batch_size
+  x, y = train_speed.synthetic_batches(steps, batch, (SMALL.num_frames, SMALL.num_features),
+                                       SMALL.num_classes)
+  torch_gru = torch_baselines.ell_gru_train_runner(x, y, hidden_size=SMALL.hidden_size,
+                                                   num_classes=SMALL.num_classes)
+  jax_gru = train_speed.make_ell_gru_runner(SMALL, steps=steps, num_devices=1)
+  assert torch_gru.clips_per_call == jax_gru.clips_per_call == steps * batch
+
+
 def test_torch_gru_same_outputs_and_gradients_for_same_weights(torch_baselines):
   import torch
   params = train_speed.init_ell_gru(SMALL, seed=5)

@@ -164,7 +164,8 @@ class TrainRunner:
   def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                y: torch.Tensor, description: str):
     self.model, self.optimizer, self.x, self.y = model, optimizer, x, y
-    self.clips_per_call = int(x.shape[0] * x.shape[1])
+    # From the labels (steps, B): x is seq-first (steps, T, B, F) for the GRU.
+    self.clips_per_call = int(y.shape[0] * y.shape[1])
     self.description = description
     self.model.train()
     self()  # warm up (allocator, first-call dispatch)
