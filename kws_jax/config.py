@@ -39,6 +39,8 @@ def use_shared_speech_data(data: ml_collections.ConfigDict) -> ml_collections.Co
   test by a salted speaker hash; sc_v1_extra only adds training clips (training drops
   those of validation/test speakers); background_noise is mixed in. Each path can
   be overridden (e.g. --config.data.data_dir=PATH); a missing one is a DataError.
+  Another salt (e.g. --config.data.split_salt=sc12-fold2) draws another speaker-disjoint
+  split: test speakers differ a lot in difficulty, so compare recipes over several.
   """
   root = shared_data_dir()
   data.update(dict(source="folder", data_dir=str(root / "sc_v2_test12_dev"),
