@@ -82,11 +82,6 @@ def init_ell_gru(recipe: EllGruRecipe, seed: int = 0) -> dict[str, Any]:
   return model.init(jax.random.PRNGKey(seed), x, train=False)["params"]
 
 
-# ------------------------------------------------------------- fused-backward GRU
-
-gru_recurrence = rnn.gru_recurrence  # kept under its old name for the bench's callers
-
-
 def fused_gru_apply(params: dict[str, Any], x: Array) -> Array:
   """Same function as the `gru` model's apply (train=False, no dropout): (B, T, F) -> (B, C)."""
   h = jnp.swapaxes(x.astype(jnp.float32), 0, 1)
@@ -94,7 +89,7 @@ def fused_gru_apply(params: dict[str, Any], x: Array) -> Array:
   while f"layer_{index}" in params:
     layer = params[f"layer_{index}"]
     x_proj = h @ layer["input_kernel"] + layer["input_bias"]
-    h = gru_recurrence(layer["recurrent_kernel"], layer["recurrent_bias"], x_proj)
+    h = rnn.gru_recurrence(layer["recurrent_kernel"], layer["recurrent_bias"], x_proj)
     index += 1
   logits = h @ params["head"]["kernel"] + params["head"]["bias"]
   return jnp.mean(jax.nn.log_softmax(logits, axis=-1), axis=0)
