@@ -6,8 +6,8 @@ tfds `speech_commands` builder or the offline synthetic set) into int16 arrays.
 `unknown_percentage` % as many `_unknown_` clips (a fresh random subset each
 epoch; TF draws one subset for the whole run) and `silence_percentage` % as
 many all-zero `_silence_` clips, shuffled deterministically from (seed, epoch).
-`make_augment_fn` does the rest inside jitted code: int16 -> float, time shift,
-background mixing (silence clips always get noise at a volume up to 1.0, others
+`make_augment_fn` does the rest inside jitted code: int16 -> float, speed
+perturbation (off by default; TF has none), time shift, background mixing (silence clips always get noise at a volume up to 1.0, others
 with probability `background_frequency` up to `background_volume`).
 
 Validation and test splits from a plain word folder get the same rebalancing
@@ -99,6 +99,9 @@ def default_config() -> ml_collections.ConfigDict:
       "validation_percentage": 10.0,
       "testing_percentage": 10.0,
       "time_shift_ms": 100.0,
+      # Random speed (tempo and pitch) change of up to this fraction, e.g. 0.15 plays clips
+      # 0.87x-1.15x as fast (ops.augment.speed_perturb); 0 = off, as in TF.
+      "speed_perturb": 0.0,
       "background_volume": 0.1,
       "background_frequency": 0.8,
       "split_salt": "",  # "" = TF's speaker hash; other text re-draws the speaker split
@@ -245,11 +248,17 @@ def make_augment_fn(cfg: ml_collections.ConfigDict, ds: Dataset
   bank = None if ds.background is None else jnp.asarray(ds.background, jnp.float32)
   volume = float(cfg.background_volume)
   frequency = float(cfg.background_frequency)
+  speed = float(cfg.get("speed_perturb", 0.0))
 
   def augment(key, audio, labels):
     # TF decode_wav scaling: int16 / 32768.
     x = jnp.asarray(audio).astype(jnp.float32) / 32768.0
     key_shift, key_mix = jax.random.split(key)
+    if speed > 0:
+      # Its own key (folded, not split) so that speed_perturb=0 draws the same shifts and
+      # noise as before the option existed.
+      x = jax.vmap(augment_ops.speed_perturb, (0, 0, None))(
+          jax.random.split(jax.random.fold_in(key, 7), x.shape[0]), x, speed)
     if max_shift > 0:
       x = jax.vmap(augment_ops.time_shift, (0, 0, None))(
           jax.random.split(key_shift, x.shape[0]), x, max_shift)
@@ -313,6 +322,9 @@ def _check_config(cfg) -> None:
   if not 0 <= cfg.background_frequency <= 1:
     raise ConfigError("data.background_frequency must be in [0, 1], got "
                       f"{cfg.background_frequency}")
+  if not 0 <= cfg.get("speed_perturb", 0.0) < 1:
+    raise ConfigError(f"data.speed_perturb must be in [0, 1) (largest fractional speed change), "
+                      f"got {cfg.speed_perturb}")
   if cfg.background_volume < 0 or cfg.time_shift_ms < 0:
     raise ConfigError("data.background_volume and data.time_shift_ms must be >= 0")
   if cfg.on_bad_file not in ("skip", "error"):

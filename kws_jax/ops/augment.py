@@ -1,4 +1,4 @@
-"""Training-time augmentation: time shift, background-noise mixing, SpecAugment.
+"""Training-time augmentation: speed perturbation, time shift, background mixing, SpecAugment.
 
 Pure JAX on ONE example with an explicit PRNG key; `jax.vmap` them for batches.
 Semantics follow TensorFlow's speech_commands `input_data.py`: the shift pads
@@ -30,6 +30,38 @@ def shift_by(audio: Array, shift: int | Array) -> Array:
   source = jnp.arange(num_samples) - shift
   inside = (source >= 0) & (source < num_samples)
   return jnp.where(inside, audio[jnp.clip(source, 0, num_samples - 1)], 0).astype(audio.dtype)
+
+
+def speed_perturb(key: Array, audio: Array, max_change: float | Array) -> Array:
+  """Plays `audio` (S,) faster or slower by a random factor, keeping the clip length.
+
+  The factor is log-uniform in [1 / (1 + max_change), 1 + max_change]; it scales
+  tempo and pitch together, like resampling (Ko et al., 2015, "Audio augmentation
+  for speech recognition"), which stands in for speakers with other voices and
+  speaking rates. The clip is resampled about its centre by linear interpolation
+  (zeros outside it), so a word in the middle of the clip stays there.
+  """
+  log_max = jnp.log1p(jnp.asarray(max_change, jnp.float32))
+  rate = jnp.exp(jax.random.uniform(key, (), minval=-log_max, maxval=log_max))
+  return resample_about_centre(audio, rate)
+
+
+def resample_about_centre(audio: Array, rate: float | Array) -> Array:
+  """`audio` (S,) played `rate` times as fast about its centre sample (see speed_perturb)."""
+  num_samples = audio.shape[-1]
+  centre = (num_samples - 1) / 2.0
+  source = centre + (jnp.arange(num_samples, dtype=jnp.float32) - centre) * rate
+  below = jnp.floor(source)
+  fraction = source - below
+  below = below.astype(jnp.int32)
+  above = below + 1
+
+  def sample(index):
+    inside = (index >= 0) & (index < num_samples)
+    return jnp.where(inside, audio[jnp.clip(index, 0, num_samples - 1)], 0.0)
+
+  out = (1.0 - fraction) * sample(below) + fraction * sample(above)
+  return out.astype(audio.dtype)
 
 
 def mix_background(key: Array, audio: Array, noise_bank: Array, volume_max: float | Array,

@@ -101,6 +101,24 @@ def test_augment_shifts_and_mixes_as_tf(folder_ds):
   no_shift.time_shift_ms = 0.0
   plain = np.asarray(pipeline.make_augment_fn(no_shift, ds)(jax.random.key(1), audio, labels))
   np.testing.assert_array_equal(plain[labels > 0], x[labels > 0])
+  # Speed perturbation alone resamples each clip about its centre: on a ramp the rate is
+  # the slope, and the rest of the clip follows the np.interp reference at that rate.
+  faster = no_shift.copy_and_resolve_references()
+  faster.speed_perturb = 0.2
+  n = audio.shape[1]
+  ramp = np.tile(np.linspace(-16000, 16000, n).astype(np.int16), (len(labels), 1))
+  words = np.full(len(labels), 2, np.int32)
+  out = np.asarray(pipeline.make_augment_fn(faster, ds)(jax.random.key(1), ramp, words))
+  centre = (n - 1) // 2
+  rates = (out[:, centre + 1000] - out[:, centre - 1000]) / (
+      (ramp[0, centre + 1000] - ramp[0, centre - 1000]) / 32768)
+  assert np.all((rates > 1 / 1.2 - 1e-3) & (rates < 1.2 + 1e-3)) and np.ptp(rates) > 0.05
+  for clip, rate in zip(out, rates):
+    positions = (n - 1) / 2 + (np.arange(n) - (n - 1) / 2) * rate
+    reference = np.interp(positions, np.arange(n), ramp[0] / 32768, left=0.0, right=0.0)
+    inside = (positions >= 0) & (positions <= n - 1)
+    np.testing.assert_allclose(clip[inside], reference[inside], atol=2e-3)
+    assert np.all(clip[positions < -1] == 0) and np.all(clip[positions > n] == 0)
 
 
 def test_batches(folder_ds):
@@ -132,6 +150,8 @@ def test_config_errors(word_folder, tmp_path):
     pipeline.load_dataset(_cfg("", tmp_path), 0)
   with pytest.raises(ConfigError, match="_silence_"):
     pipeline.load_dataset(_cfg(word_folder, tmp_path, wanted_words="yes,_silence_"), 0)
+  with pytest.raises(ConfigError, match="speed_perturb"):
+    pipeline.load_dataset(_cfg(word_folder, tmp_path, speed_perturb=1.5), 0)
   with pytest.raises(ConfigError, match="background_frequency"):
     pipeline.load_dataset(_cfg(word_folder, tmp_path, background_frequency=2.0), 0)
   with pytest.raises(DataError, match="up"):

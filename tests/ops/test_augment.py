@@ -96,6 +96,59 @@ def test_mix_background_rejects_short_noise():
     augment.mix_background(jax.random.key(0), jnp.zeros(10), jnp.zeros((1, 5)), 0.1, 1.0)
 
 
+def _numpy_resample_about_centre(x: np.ndarray, rate: float) -> np.ndarray:
+  """np.interp reference: sample the zero-padded clip at centre + (i - centre) * rate."""
+  n = len(x)
+  centre = (n - 1) / 2
+  positions = centre + (np.arange(n) - centre) * rate
+  return np.interp(positions, np.arange(-1, n + 1), np.concatenate([[0.0], x, [0.0]]),
+                   left=0.0, right=0.0)
+
+
+def test_resample_about_centre_matches_numpy_interp():
+  x = np.random.default_rng(0).normal(size=1000).astype(np.float32)
+  for rate in (0.8, 0.93, 1.0, 1.07, 1.25):
+    # float32 positions near 1000 are exact to ~6e-5 of a sample: white noise moves by ~3
+    # per sample, hence the tolerance.
+    np.testing.assert_allclose(np.asarray(augment.resample_about_centre(jnp.asarray(x), rate)),
+                               _numpy_resample_about_centre(x, rate), atol=5e-4)
+  np.testing.assert_array_equal(np.asarray(augment.resample_about_centre(jnp.asarray(x), 1.0)), x)
+
+
+def test_resample_about_centre_scales_pitch_by_the_rate():
+  sample_rate, tone_hz = 16000, 500.0
+  t = np.arange(sample_rate) / sample_rate
+  tone = np.sin(2 * np.pi * tone_hz * t).astype(np.float32)
+  for rate in (0.85, 1.15):
+    out = np.asarray(augment.resample_about_centre(jnp.asarray(tone), rate))
+    # Zeros enter at both ends when slowing down: look at the middle half only.
+    middle = out[sample_rate // 4: 3 * sample_rate // 4]
+    spectrum = np.abs(np.fft.rfft(middle * np.hanning(len(middle))))
+    peak_hz = np.argmax(spectrum) * sample_rate / len(middle)
+    assert abs(peak_hz - tone_hz * rate) <= 2.0, (rate, peak_hz)
+
+
+def test_speed_perturb_rates_are_log_uniform_within_the_limit():
+  n, max_change = 2001, 0.2
+  ramp = jnp.arange(n, dtype=jnp.float32)
+  keys = jax.random.split(jax.random.key(3), 600)
+  out = np.asarray(jax.jit(jax.vmap(augment.speed_perturb, (0, None, None)))(keys, ramp,
+                                                                             max_change))
+  # A ramp resampled about its centre keeps the centre value and has slope = rate.
+  centre = (n - 1) // 2
+  np.testing.assert_allclose(out[:, centre], centre, atol=1e-2)
+  rates = (out[:, centre + 100] - out[:, centre - 100]) / 200
+  assert rates.min() >= 1 / (1 + max_change) - 1e-4 and rates.max() <= 1 + max_change + 1e-4
+  assert rates.min() < 1 / (1 + max_change) + 0.01 and rates.max() > 1 + max_change - 0.01
+  logs = np.log(rates)
+  assert abs(np.median(logs)) < 0.02  # as many faster as slower
+  # Uniform in log rate: each quarter of [-log(1.2), log(1.2)] holds about a quarter.
+  counts = np.histogram(logs, bins=4, range=(-np.log1p(max_change), np.log1p(max_change)))[0]
+  assert counts.min() > 0.18 * len(logs)
+  unchanged = np.asarray(augment.speed_perturb(jax.random.key(0), ramp, 0.0))
+  np.testing.assert_array_equal(unchanged, np.asarray(ramp))
+
+
 def _bands(mask_1d: np.ndarray) -> int:
   return int(np.sum(np.diff(np.concatenate([[0], mask_1d.astype(int), [0]])) == 1))
 
