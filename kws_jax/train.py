@@ -163,8 +163,17 @@ def make_train_chunk(model, frontend_params, augment: Callable, tx: optax.Gradie
     targets = jax.nn.one_hot(labels, num_classes)
     if smoothing > 0:
       targets = optax.smooth_labels(targets, smoothing)
-    loss = optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
-    return loss, (logits, dict(updates))
+    logits = logits.astype(jnp.float32)
+    if logits.ndim == 3:
+      # An ensemble's members (B, M, C): each member's own loss, summed over members so each
+      # gets the gradient it would get alone (reported: their mean); the prediction is the
+      # averaged posterior, as at inference.
+      member_losses = optax.softmax_cross_entropy(logits, targets[:, None, :]).mean(0)
+      loss, reported = member_losses.sum(), member_losses.mean()
+      logits = jax.nn.logsumexp(jax.nn.log_softmax(logits, -1), axis=1)
+    else:
+      loss = reported = optax.softmax_cross_entropy(logits, targets).mean()
+    return loss, (logits, dict(updates), reported)
 
   def one_step(carry, inputs, nan_step):
     audio, labels, step, valid = inputs
@@ -180,7 +189,7 @@ def make_train_chunk(model, frontend_params, augment: Callable, tx: optax.Gradie
         features = jax.vmap(lambda k, f: augment_ops.spec_augment(
             k, f, time_masks=int(spec.time_masks), time_mask_max=int(spec.time_mask_max),
             freq_masks=int(spec.freq_masks), freq_mask_max=int(spec.freq_mask_max)))(keys, features)
-      (loss, (logits, updates)), grads = jax.value_and_grad(loss_and_logits, has_aux=True)(
+      (_, (logits, updates, loss)), grads = jax.value_and_grad(loss_and_logits, has_aux=True)(
           params, model_state, features, labels, k_dropout)
       poison = jnp.where(step == nan_step, jnp.float32(jnp.nan), jnp.float32(1.0))
       loss = loss * poison

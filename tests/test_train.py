@@ -240,3 +240,46 @@ def test_quantize_report_defaults_to_the_runs_own_test_split(reference, capsys):
       100 * (report["accuracy_int8"] - report["accuracy_float"]))
   assert 0.0 <= report["agreement"] <= 1.0 and report["quantization"]["quantized"]
   assert "int8" in capsys.readouterr().out
+
+
+def test_ensemble_members_train_as_if_alone():
+  """One SGD step of a 2-member DS-CNN ensemble moves each member exactly as one step of
+  that member alone (its own loss, not the ensemble's averaged output)."""
+  from kws_jax import models
+  from kws_jax.ops import frontend
+  frontend_params = frontend.make_params(frontend.get_config("tf_speech_commands", hop_size=320,
+                                                             num_mfcc=10))
+  frames, features = 49, 10
+  hparams = dict(filters=8, num_blocks=1, first_dropout=0.0, final_dropout=0.0)
+  ensemble = models.create("dscnn", 4, frames, features, members=2, **hparams)
+  single = models.create("dscnn", 4, frames, features, **hparams)
+  config = train.default_config()
+  config.update(dict(optimizer="sgd", momentum=0.0, learning_rate=0.5, steps_per_call=1))
+  tx = train.make_optimizer(config, train.make_schedule(config, 1))
+  identity = lambda key, audio, labels: audio.astype(np.float32) / 32768.0
+  variables = trained.init_variables(ensemble, frames, features, jax.random.key(0))
+  rng = np.random.default_rng(0)
+  audio = rng.integers(-8000, 8000, (1, 6, 16000)).astype(np.int16)
+  labels = np.array([[0, 1, 2, 3, 1, 2]], np.int32)
+  args = (audio, labels, np.zeros(1, np.int32), np.ones(1, bool), np.int32(-1))
+
+  def one_step(model, variables):
+    params = variables["params"]
+    state = {k: v for k, v in variables.items() if k != "params"}
+    chunk = train.make_train_chunk(model, frontend_params, identity, tx, config, 4, seed=0)
+    (params, _, _), (loss, _) = chunk((params, state, tx.init(params)), *args)
+    return params, float(loss[0])
+
+  ensemble_params, ensemble_loss = one_step(ensemble, variables)
+  losses = []
+  for index in range(2):
+    member = {col: tree[f"member_{index}"] for col, tree in variables.items()}
+    alone, loss = one_step(single, member)
+    losses.append(loss)
+    for a, b in zip(jax.tree.leaves(ensemble_params[f"member_{index}"]), jax.tree.leaves(alone),
+                    strict=True):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    moved = jax.tree.leaves(jax.tree.map(lambda x, y: np.abs(np.asarray(x - y)).max(),
+                                         alone, member["params"]))
+    assert max(moved) > 1e-3
+  assert ensemble_loss == pytest.approx(np.mean(losses), rel=1e-5)  # reported: the members' mean

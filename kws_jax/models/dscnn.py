@@ -5,11 +5,18 @@ separable blocks (depthwise 3x3 SAME -> BN -> relu -> pointwise 1x1 x64 -> BN ->
 relu), dropout 0.4, global average pool, linear. About 23.8 k parameters on
 49 x 10 MFCC with 12 classes (2.66 M MACs per window). Keras defaults: Glorot
 uniform kernels, zero biases, BatchNorm momentum 0.99 and epsilon 1e-3.
+
+`members=M > 1` makes an ensemble of M such networks in one model (one set of
+variables, one exported step): with train=True it returns every member's logits
+(B, M, C), so the trainer gives each member its own loss (independently trained
+members disagree more, which is what makes averaging them pay); at inference it
+returns log(mean of the members' softmax), whose softmax is the averaged posterior.
 """
 
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from kws_jax.models.common import Array, DepthwiseConv, WindowModel, check_window
@@ -23,10 +30,23 @@ class DsCnn(WindowModel):
   first_dropout: float = 0.2
   final_dropout: float = 0.4
   bn_momentum: float = 0.99  # Keras default; 0.9 settles the running statistics in fewer steps
+  members: int = 1  # > 1: an ensemble of that many DS-CNNs (see the module docstring)
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     check_window(type(self).__name__, x, self.num_frames, self.num_features)
+    if self.members > 1:
+      fields = {f: getattr(self, f) for f in ("num_classes", "num_frames", "num_features",
+                                               "filters", "num_blocks", "first_dropout",
+                                               "final_dropout", "bn_momentum")}
+      logits = jnp.stack([DsCnn(**fields, name=f"member_{index}")(x, train)
+                          for index in range(self.members)], axis=1)
+      if train:
+        return logits
+      log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+      return jax.nn.logsumexp(log_probs, axis=1) - jnp.log(float(self.members))
+    if self.members < 1:
+      raise ValueError(f"DsCnn members must be >= 1, got {self.members}")
 
     def batch_norm(name: str) -> nn.BatchNorm:
       return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-3,

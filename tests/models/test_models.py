@@ -350,3 +350,37 @@ def test_same_seed_same_weights():
   b = _build("bcresnet")[1]
   for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
     np.testing.assert_array_equal(x, y)
+
+
+def test_dscnn_ensemble_averages_independent_members():
+  members = 3
+  small = dict(SMALL["dscnn"])
+  frames, features = small.pop("num_frames"), small.pop("num_features")
+  ensemble = models.create("dscnn", NUM_CLASSES, frames, features, members=members, **small)
+  single = models.create("dscnn", NUM_CLASSES, frames, features, **small)
+  variables = jax.jit(lambda k: ensemble.init(k, jnp.zeros((1, frames, features))))(
+      jax.random.key(0))
+  one = models.count_params(jax.eval_shape(
+      lambda: single.init(jax.random.key(0), jnp.zeros((1, frames, features)))))
+  assert models.count_params(variables) == members * one
+  x = _window(ensemble)
+  member_variables = [jax.tree.map(lambda leaf: leaf, {
+      col: tree[f"member_{i}"] for col, tree in variables.items()}) for i in range(members)]
+  # Members start from different weights (else averaging them would gain nothing).
+  assert _differ(np.asarray(member_variables[0]["params"]["conv"]["kernel"]),
+                 np.asarray(member_variables[1]["params"]["conv"]["kernel"]))
+  member_logits = np.stack([np.asarray(single.apply(v, x, train=False))
+                            for v in member_variables], axis=1)
+  # Training: every member's logits, each computed exactly as the single model would.
+  train_logits, _ = _train_fn(ensemble)(variables, x, jax.random.key(3))
+  assert train_logits.shape == (3, members, NUM_CLASSES)
+  # Inference: log of the mean posterior (NumPy reference).
+  probs = np.exp(member_logits - member_logits.max(-1, keepdims=True))
+  probs /= probs.sum(-1, keepdims=True)
+  expected = np.log(probs.mean(axis=1))
+  _assert_close(np.asarray(ensemble.apply(variables, x, train=False)), expected)
+  # Streaming over the window ends at the same averaged posterior.
+  state = ensemble.apply(variables, x.shape[0], method="initial_state")
+  for t in range(frames):
+    state, logits = ensemble.apply(variables, state, x[:, t], method="step")
+  _assert_close(np.asarray(logits), expected)
