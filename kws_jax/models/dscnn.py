@@ -31,6 +31,9 @@ class DsCnn(WindowModel):
   final_dropout: float = 0.4
   bn_momentum: float = 0.99  # Keras default; 0.9 settles the running statistics in fewer steps
   members: int = 1  # > 1: an ensemble of that many DS-CNNs (see the module docstring)
+  # "mean": subtract each feature's mean over the window first (cepstral mean normalisation:
+  # removes a speaker's microphone and level, which are constant over a clip).
+  input_norm: str = "none"
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
@@ -38,7 +41,7 @@ class DsCnn(WindowModel):
     if self.members > 1:
       fields = {f: getattr(self, f) for f in ("num_classes", "num_frames", "num_features",
                                                "filters", "num_blocks", "first_dropout",
-                                               "final_dropout", "bn_momentum")}
+                                               "final_dropout", "bn_momentum", "input_norm")}
       logits = jnp.stack([DsCnn(**fields, name=f"member_{index}")(x, train)
                           for index in range(self.members)], axis=1)
       if train:
@@ -53,7 +56,12 @@ class DsCnn(WindowModel):
                           name=name)
 
     kernel_init = nn.initializers.xavier_uniform()
-    y = x.astype(jnp.float32)[..., None]
+    y = x.astype(jnp.float32)
+    if self.input_norm == "mean":
+      y = y - jnp.mean(y, axis=1, keepdims=True)
+    elif self.input_norm != "none":
+      raise ValueError(f"DsCnn input_norm must be 'none' or 'mean', got {self.input_norm!r}")
+    y = y[..., None]
     y = nn.Conv(self.filters, (10, 4), strides=(2, 2), padding="SAME", kernel_init=kernel_init,
                 name="conv")(y)
     y = nn.relu(batch_norm("conv_bn")(y))

@@ -346,10 +346,21 @@ def test_count_params_accepts_variables_or_params():
 
 
 def test_same_seed_same_weights():
-  a = _build("bcresnet")[1]
-  b = _build("bcresnet")[1]
+  # DS-CNN, not BC-ResNet: each _build compiles its init afresh and BC-ResNet's takes ~25 s.
+  a = _build("dscnn")[1]
+  b = _build("dscnn")[1]
   for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
     np.testing.assert_array_equal(x, y)
+
+
+def _stream_last(model, variables, x):
+  """Logits after scanning `step` over the window x (jitted: eager steps dispatch slowly)."""
+  @jax.jit
+  def stream(variables, frames):
+    state = model.apply(variables, frames.shape[0], method="initial_state")
+    body = lambda state, frame: model.apply(variables, state, frame, method="step")
+    return jax.lax.scan(body, state, jnp.swapaxes(frames, 0, 1))[1][-1]
+  return np.asarray(stream(variables, x))
 
 
 def test_dscnn_ensemble_averages_independent_members():
@@ -364,13 +375,13 @@ def test_dscnn_ensemble_averages_independent_members():
       lambda: single.init(jax.random.key(0), jnp.zeros((1, frames, features)))))
   assert models.count_params(variables) == members * one
   x = _window(ensemble)
-  member_variables = [jax.tree.map(lambda leaf: leaf, {
-      col: tree[f"member_{i}"] for col, tree in variables.items()}) for i in range(members)]
+  member_variables = [{col: tree[f"member_{i}"] for col, tree in variables.items()}
+                      for i in range(members)]
   # Members start from different weights (else averaging them would gain nothing).
   assert _differ(np.asarray(member_variables[0]["params"]["conv"]["kernel"]),
                  np.asarray(member_variables[1]["params"]["conv"]["kernel"]))
-  member_logits = np.stack([np.asarray(single.apply(v, x, train=False))
-                            for v in member_variables], axis=1)
+  apply_single = jax.jit(lambda v, x: single.apply(v, x, train=False))
+  member_logits = np.stack([np.asarray(apply_single(v, x)) for v in member_variables], axis=1)
   # Training: every member's logits, each computed exactly as the single model would.
   train_logits, _ = _train_fn(ensemble)(variables, x, jax.random.key(3))
   assert train_logits.shape == (3, members, NUM_CLASSES)
@@ -378,9 +389,31 @@ def test_dscnn_ensemble_averages_independent_members():
   probs = np.exp(member_logits - member_logits.max(-1, keepdims=True))
   probs /= probs.sum(-1, keepdims=True)
   expected = np.log(probs.mean(axis=1))
-  _assert_close(np.asarray(ensemble.apply(variables, x, train=False)), expected)
+  _assert_close(np.asarray(jax.jit(lambda v, x: ensemble.apply(v, x, train=False))(variables, x)),
+                expected)
   # Streaming over the window ends at the same averaged posterior.
-  state = ensemble.apply(variables, x.shape[0], method="initial_state")
-  for t in range(frames):
-    state, logits = ensemble.apply(variables, state, x[:, t], method="step")
-  _assert_close(np.asarray(logits), expected)
+  _assert_close(_stream_last(ensemble, variables, x), expected)
+
+
+def test_dscnn_input_mean_norm_ignores_a_constant_per_feature_offset():
+  small = dict(SMALL["dscnn"])
+  frames, features = small.pop("num_frames"), small.pop("num_features")
+  model = models.create("dscnn", NUM_CLASSES, frames, features, input_norm="mean", **small)
+  plain = models.create("dscnn", NUM_CLASSES, frames, features, **small)
+  variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, frames, features))))(
+      jax.random.key(0))
+  x = _window(model)
+  offset = jnp.linspace(-3.0, 5.0, features)[None, None, :]  # e.g. another microphone's gain
+  apply = jax.jit(lambda m_x: model.apply(variables, m_x, train=False))
+  _assert_close(np.asarray(apply(x + offset)), np.asarray(apply(x)))
+  # The same weights without the normalisation see the offset, and the mean-free input alike.
+  apply_plain = jax.jit(lambda m_x: plain.apply(variables, m_x, train=False))
+  assert _differ(np.asarray(apply_plain(x + offset)), np.asarray(apply_plain(x)))
+  _assert_close(np.asarray(apply(x)),
+                np.asarray(apply_plain(x - x.mean(axis=1, keepdims=True))))
+  # Streaming still ends at the full-window logits (the step reruns the whole window).
+  _assert_close(_stream_last(model, variables, x), np.asarray(apply(x)))
+  with pytest.raises(ValueError, match="input_norm"):
+    jax.eval_shape(lambda: models.create("dscnn", NUM_CLASSES, frames, features,
+                                         input_norm="max", **small).init(
+        jax.random.key(0), jnp.zeros((1, frames, features))))
