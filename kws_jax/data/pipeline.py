@@ -7,8 +7,9 @@ tfds `speech_commands` builder or the offline synthetic set) into int16 arrays.
 epoch; TF draws one subset for the whole run) and `silence_percentage` % as
 many all-zero `_silence_` clips, shuffled deterministically from (seed, epoch).
 `make_augment_fn` does the rest inside jitted code: int16 -> float, speed
-perturbation (off by default; TF has none), time shift, background mixing (silence clips always get noise at a volume up to 1.0, others
-with probability `background_frequency` up to `background_volume`).
+perturbation (off by default; TF has none), time shift, background mixing
+(silence clips always get noise at a volume up to 1.0, others with probability
+`background_frequency` up to `background_volume`).
 
 Validation and test splits from a plain word folder get the same rebalancing
 once at load time (TF does this for them too), their silence clips holding a

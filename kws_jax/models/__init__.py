@@ -1,7 +1,8 @@
 """Model registry: `create(name, num_classes, num_frames, num_features, **hparams)`.
 
 Every model is a flax.linen Module with
-  - `__call__(x, train)`: features (B, T, F) -> logits (B, C) for the full window;
+  - `__call__(x, train)`: features (B, T, F) -> logits (B, C) for the full window
+    (an ensemble, dscnn with members=M, returns its members' (B, M, C) when training);
   - `initial_state(batch_size)` and `step(state, frame)`: streaming, frame (B, F)
     -> (state, logits (B, C)), inference semantics, no scan/while (flat graph).
 Scanning `step` over the T frames of a window from `initial_state` gives, at the
