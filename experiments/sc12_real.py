@@ -20,11 +20,11 @@ it follows the literature and a CPU speed measurement):
   perturbation with TF's 10 % unknown share (instead of 20 %) gained 0.7-2.6 points
   per split at 40 epochs; on split `sc12` the model had called test speakers'
   keywords `_unknown_` 53 times in 542 clips, with both changes 15 times. 80 epochs
-  instead of 40 gained 0.6-2.0 more. A wider DS-CNN (96 filters), 20 MFCCs, a
+  instead of 40: -0.6 to +2.0 (within run-to-run noise, ~2.5 points), kept as it fits. A wider DS-CNN (96 filters), 20 MFCCs, a
   3-member ensemble (`model.members=3`) or cepstral mean normalisation
   (`model.input_norm="mean"`) gave no test gain beyond the split-to-split noise.
 - Optimizer: AdamW, 2 warm-up epochs, cosine decay over 80 epochs (~3.2 k steps;
-  enough for DS-CNN's BatchNorm momentum 0.99 to settle); ~19 minutes on ONE core.
+  enough for DS-CNN's BatchNorm momentum 0.99 to settle); 646 s on 2 cores.
 - Data: sc_v2_test12_dev split by a salted speaker hash (validation and test
   speakers are never in training; sc_v1_extra clips of those speakers are dropped
   too), sc_v1_extra (v0.01 clips, mostly bed/cat/happy -> _unknown_) for training
