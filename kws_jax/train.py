@@ -144,6 +144,7 @@ def make_train_chunk(model, frontend_params, augment: Callable, tx: optax.Gradie
   that step (testing the NaN guard); it is an argument, not a constant, so the
   compiled function is the same with and without it.
   """
+  from kws_jax.models import common as models_common
   from kws_jax.ops import augment as augment_ops
   from kws_jax.ops import frontend
 
@@ -170,7 +171,7 @@ def make_train_chunk(model, frontend_params, augment: Callable, tx: optax.Gradie
       # averaged posterior, as at inference.
       member_losses = optax.softmax_cross_entropy(logits, targets[:, None, :]).mean(0)
       loss, reported = member_losses.sum(), member_losses.mean()
-      logits = jax.nn.logsumexp(jax.nn.log_softmax(logits, -1), axis=1)
+      logits = models_common.average_members(logits)
     else:
       loss = reported = optax.softmax_cross_entropy(logits, targets).mean()
     return loss, (logits, dict(updates), reported)

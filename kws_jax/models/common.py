@@ -39,6 +39,12 @@ def check_frame(model_name: str, frame: Array, num_features: int) -> None:
         f"but got shape {tuple(frame.shape)}")
 
 
+def average_members(member_logits: Array) -> Array:
+  """An ensemble's members' logits (B, M, C) -> log of their mean posterior (B, C)."""
+  log_probs = jax.nn.log_softmax(member_logits.astype(jnp.float32), axis=-1)
+  return jax.nn.logsumexp(log_probs, axis=1) - jnp.log(float(member_logits.shape[1]))
+
+
 def push_frame(buffer: Array, item: Array) -> Array:
   """Drops the oldest entry of `buffer` (B, N, ...) along axis 1 and appends `item` (B, ...).
 

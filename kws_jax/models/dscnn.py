@@ -15,11 +15,13 @@ returns log(mean of the members' softmax), whose softmax is the averaged posteri
 
 from __future__ import annotations
 
+import dataclasses
+
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
-from kws_jax.models.common import Array, DepthwiseConv, WindowModel, check_window
+from kws_jax.models.common import (Array, DepthwiseConv, WindowModel, average_members,
+                                   check_window)
 
 
 class DsCnn(WindowModel):
@@ -39,15 +41,12 @@ class DsCnn(WindowModel):
   def __call__(self, x: Array, train: bool = False) -> Array:
     check_window(type(self).__name__, x, self.num_frames, self.num_features)
     if self.members > 1:
-      fields = {f: getattr(self, f) for f in ("num_classes", "num_frames", "num_features",
-                                               "filters", "num_blocks", "first_dropout",
-                                               "final_dropout", "bn_momentum", "input_norm")}
+      # Every hyperparameter of this model but the member count (and Flax's parent/name).
+      fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.init and f.name not in ("parent", "name", "members")}
       logits = jnp.stack([DsCnn(**fields, name=f"member_{index}")(x, train)
                           for index in range(self.members)], axis=1)
-      if train:
-        return logits
-      log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-      return jax.nn.logsumexp(log_probs, axis=1) - jnp.log(float(self.members))
+      return logits if train else average_members(logits)
     if self.members < 1:
       raise ValueError(f"DsCnn members must be >= 1, got {self.members}")
 

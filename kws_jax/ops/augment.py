@@ -26,10 +26,14 @@ def time_shift(key: Array, audio: Array, max_shift: int | Array) -> Array:
 
 def shift_by(audio: Array, shift: int | Array) -> Array:
   """Shifts `audio` (S,) by exactly `shift` samples with zero fill (see time_shift)."""
+  return _take_or_zero(audio, jnp.arange(audio.shape[-1]) - shift).astype(audio.dtype)
+
+
+def _take_or_zero(audio: Array, index: Array) -> Array:
+  """audio[index] (S,), zero where index falls outside the clip."""
   num_samples = audio.shape[-1]
-  source = jnp.arange(num_samples) - shift
-  inside = (source >= 0) & (source < num_samples)
-  return jnp.where(inside, audio[jnp.clip(source, 0, num_samples - 1)], 0).astype(audio.dtype)
+  inside = (index >= 0) & (index < num_samples)
+  return jnp.where(inside, audio[jnp.clip(index, 0, num_samples - 1)], 0)
 
 
 def speed_perturb(key: Array, audio: Array, max_change: float | Array) -> Array:
@@ -54,13 +58,7 @@ def resample_about_centre(audio: Array, rate: float | Array) -> Array:
   below = jnp.floor(source)
   fraction = source - below
   below = below.astype(jnp.int32)
-  above = below + 1
-
-  def sample(index):
-    inside = (index >= 0) & (index < num_samples)
-    return jnp.where(inside, audio[jnp.clip(index, 0, num_samples - 1)], 0.0)
-
-  out = (1.0 - fraction) * sample(below) + fraction * sample(above)
+  out = (1.0 - fraction) * _take_or_zero(audio, below) + fraction * _take_or_zero(audio, below + 1)
   return out.astype(audio.dtype)
 
 
