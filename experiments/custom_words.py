@@ -9,15 +9,13 @@ mono or stereo), optionally `_background_noise_/` and `validation_list.txt` /
 `wanted_words` become `_unknown_`; `wanted_words=all` keeps every word (ELL's 30-word mode).
 """
 
-import pathlib
-
 import ml_collections
 
-from kws_jax import config as config_lib
+from kws_jax.configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = config_lib.load_experiment(pathlib.Path(__file__).with_name("sc12_real.py"))
+  c = default.derived_from(__file__, "sc12_real.py")
   # Nothing from ../shared/data: the user's folder alone, split by TF's speaker hash.
   c.data.update(dict(data_dir="", extra_dirs=[], background_dir="", split_salt="",
                      validation_percentage=10.0, testing_percentage=10.0))

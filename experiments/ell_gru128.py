@@ -7,18 +7,16 @@ log). Data: see `config.use_shared_speech_data` (split by speaker).
 
 import ml_collections
 
-from kws_jax import config as config_lib
-from kws_jax import train
-from kws_jax.data import pipeline
+from kws_jax.configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.data = config_lib.use_shared_speech_data(pipeline.default_config())
+  c.data = default.use_shared_speech_data(default.data_config())
   c.features = ml_collections.ConfigDict(dict(preset="ell"))
   c.model = ml_collections.ConfigDict(dict(name="gru", hidden_size=128, num_layers=2))
-  c.train = train.default_config()
+  c.train = default.train_config()
   c.train.update(dict(epochs=30, batch_size=128, optimizer="rmsprop", learning_rate=1e-3,
                       momentum=0.0, weight_decay=1e-5))
   return c

@@ -1,13 +1,11 @@
 """ELL's LSTM variant of the tutorial recipe (2 x LSTM128), otherwise as ell_gru128.py."""
 
-import pathlib
-
 import ml_collections
 
-from kws_jax import config as config_lib
+from kws_jax.configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = config_lib.load_experiment(pathlib.Path(__file__).with_name("ell_gru128.py"))
+  c = default.derived_from(__file__, "ell_gru128.py")
   c.model.name = "lstm"
   return c

@@ -10,19 +10,18 @@ Batch 32 gives ~650 steps, enough for the BatchNorm running averages (momentum
 
 import ml_collections
 
-from kws_jax import train
-from kws_jax.data import pipeline
+from kws_jax.configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.data = pipeline.default_config()
+  c.data = default.data_config()
   c.data.source = "synthetic"
   c.features = ml_collections.ConfigDict(dict(preset="tf_speech_commands", hop_size=320,
                                               num_mfcc=10))
   c.model = ml_collections.ConfigDict(dict(name="dscnn", filters=32))
-  c.train = train.default_config()
+  c.train = default.train_config()
   c.train.update(dict(
       epochs=12, batch_size=32, optimizer="adam", learning_rate=3e-3, schedule="cosine",
       warmup_epochs=1.0, final_rate_fraction=0.02, label_smoothing=0.05,

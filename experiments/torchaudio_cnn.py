@@ -7,18 +7,16 @@ SpecAugment time masking (torchaudio.transforms.TimeMasking), batch 64, 20 epoch
 
 import ml_collections
 
-from kws_jax import config as config_lib
-from kws_jax import train
-from kws_jax.data import pipeline
+from kws_jax.configs import default
 
 
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.data = config_lib.use_shared_speech_data(pipeline.default_config())
+  c.data = default.use_shared_speech_data(default.data_config())
   c.features = ml_collections.ConfigDict(dict(preset="torchaudio"))
   c.model = ml_collections.ConfigDict(dict(name="torchaudio_cnn"))
-  c.train = train.default_config()
+  c.train = default.train_config()
   c.train.update(dict(
       epochs=20, batch_size=64, optimizer="sgd", learning_rate=0.1, momentum=0.5,
       schedule="step", step_size_epochs=5, step_gamma=0.25,

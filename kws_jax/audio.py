@@ -89,14 +89,20 @@ def resample_audio(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray
   return resample_poly(audio, rate_out // g, rate_in // g).astype(np.float32)
 
 
+# The one int16 <-> float scale: TF's decode_wav, soundfile and librosa divide by 32768, so a
+# 16-bit file read as float and stored back as int16 is unchanged.
+INT16_SCALE = 32768.0
+
+
 def from_int16(samples: np.ndarray) -> np.ndarray:
-  """int16 samples to float32 in [-1, 1) (divided by 32768, TF's decode_wav scaling)."""
-  return np.asarray(samples).astype(np.float32) / 32768.0
+  """int16 samples to float32 in [-1, 1) (divided by INT16_SCALE)."""
+  return np.asarray(samples).astype(np.float32) / INT16_SCALE
 
 
 def to_int16(audio: np.ndarray) -> np.ndarray:
-  """Float samples in [-1, 1] to int16 (clipped), how clips are stored in memory."""
-  return np.clip(np.round(np.asarray(audio) * 32767.0), -32768, 32767).astype(np.int16)
+  """Float samples in [-1, 1] to int16 (times INT16_SCALE, clipped), how clips are kept in memory."""
+  return np.clip(np.round(np.asarray(audio, np.float64) * INT16_SCALE), -32768,
+                 32767).astype(np.int16)
 
 
 def fit_length(audio: np.ndarray, num_samples: int) -> np.ndarray:

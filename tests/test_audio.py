@@ -76,7 +76,10 @@ def test_too_long(tmp_path):
 
 def test_int16_roundtrip_and_fit_length(tmp_path):
   x = np.array([0.0, 0.5, -1.0, 1.2], np.float32)
-  np.testing.assert_array_equal(audio.to_int16(x), [0, 16384, -32767, 32767])
+  np.testing.assert_array_equal(audio.to_int16(x), [0, 16384, -32768, 32767])
+  # The one scale: int16 -> float -> int16 is exact.
+  every = np.arange(-32768, 32768, dtype=np.int16)
+  np.testing.assert_array_equal(audio.to_int16(audio.from_int16(every)), every)
   assert audio.fit_length(np.ones(5), 8).tolist() == [1, 1, 1, 1, 1, 0, 0, 0]
   assert audio.fit_length(np.ones(9), 8).shape == (8,)
   audio.write_wav(tmp_path / "w.wav", x)

@@ -1,4 +1,4 @@
-"""The bad-input matrix of issue 8, end to end through the public CLIs and functions.
+"""The bad-input matrix (README troubleshooting), end to end through the public CLIs and functions.
 
 Each test feeds one kind of bad input to what a user runs (`python -m kws_jax.<cli>`
 or its `main(argv)` through `errors.run_cli`, or the documented library call) and
@@ -9,8 +9,8 @@ the user has (their files, checkpoints, earlier exports) is lost on the way.
 The table in README's troubleshooting section lists the same rows.
 
 Interrupted training (SIGKILL then rerun) and the corrupt-latest-checkpoint
-fallback are tested in tests/test_train.py; export/version mismatches of real
-exports in tests/export/.
+fallback are tested in tests/train/test_train.py; export/version mismatches of real
+exports in tests/deploy/.
 """
 
 from __future__ import annotations
@@ -29,15 +29,15 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from kws_jax import audio as audio_io
-from kws_jax import config as config_lib
 from kws_jax import errors
-from kws_jax import export as export_lib
 from kws_jax import features as features_cli
-from kws_jax import stream as stream_cli
-from kws_jax import train as train_cli
-from kws_jax import trained as trained_lib
+from kws_jax.configs import loader as config_loader
 from kws_jax.data import pipeline
+from kws_jax.deploy import stablehlo_export as export_lib
 from kws_jax.ops import frontend
+from kws_jax.runs import checkpoints, trained_model
+from kws_jax.streameval import cli as stream_cli
+from kws_jax.train import cli as train_cli
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import tiny_training  # noqa: E402
@@ -305,12 +305,12 @@ def test_nan_loss_stops_with_the_step_and_everything_before_it_is_usable(bad, ca
       bad, workdir, f"--config.train.debug_inject_nan_at_step={nan_step}"), capsys)
   line = the_error_line(code, err)
   assert f"non-finite loss (nan) at step {nan_step} (epoch 2)" in line
-  latest_dir = trained_lib.checkpoint_dir(workdir, trained_lib.LATEST)
+  latest_dir = checkpoints.checkpoint_dir(workdir, checkpoints.LATEST)
   assert f"last good checkpoint: {latest_dir}/{steps_per_epoch}" in line
   assert "--config.train.learning_rate" in line
   # Nothing is lost: the epoch-1 weights load as best and latest, its metrics are on file.
-  for which in (trained_lib.BEST, trained_lib.LATEST):
-    assert trained_lib.load(workdir, which).step == steps_per_epoch
+  for which in (checkpoints.BEST, checkpoints.LATEST):
+    assert trained_model.load(workdir, which).step == steps_per_epoch
   records = [json.loads(r) for r in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1]
   # The advice works: a lower learning rate is a new run (new workdir) that trains to the end.
@@ -332,7 +332,7 @@ def started_workdir(tmp_path: pathlib.Path) -> pathlib.Path:
   """A workdir as a run leaves it when it stops before its first checkpoint."""
   workdir = tmp_path / "started"
   workdir.mkdir()
-  (workdir / "config.json").write_text(config_lib.to_json(tiny_training.tiny_config(tmp_path,
+  (workdir / "config.json").write_text(config_loader.to_json(tiny_training.tiny_config(tmp_path,
                                                                                      tmp_path)))
   (workdir / "labels.txt").write_text("_silence_\n_unknown_\nyes\nno\n")
   return workdir
@@ -395,7 +395,7 @@ def test_export_never_overwrites_an_earlier_export(capsys, tmp_path):
 
 
 def test_export_dir_that_is_not_one_or_from_another_version(capsys, tmp_path):
-  from kws_jax import compile as compile_cli
+  from kws_jax.deploy import iree_compile as compile_cli
 
   not_export = tmp_path / "checkpoints"
   not_export.mkdir()

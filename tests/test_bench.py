@@ -14,8 +14,8 @@ import pytest
 from kws_jax import models
 from kws_jax.bench import train_speed
 from kws_jax.bench.__main__ import main as bench_main
-from kws_jax.models import rnn
 from kws_jax.errors import KwsError
+from kws_jax.models import rnn
 from kws_jax.ops import frontend
 
 SMALL = train_speed.EllGruRecipe(num_frames=7, num_features=6, hidden_size=5, num_classes=4,

@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 
 from kws_jax import audio as audio_io
+from kws_jax.configs import default as config_default
 
 SAMPLE_RATE = 16000
 CLIP_MS = 250
@@ -58,18 +59,16 @@ def make_folder(root: pathlib.Path, *, speakers: int = 20, clips: int = 2, seed:
 def tiny_config(data_dir: pathlib.Path, cache_dir: pathlib.Path,
                 **train: object) -> ml_collections.ConfigDict:
   """2 epochs of a tiny conv net, chunks of 2 steps, a checkpoint every 2 steps."""
-  from kws_jax import train as train_lib
-  from kws_jax.data import pipeline
 
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.data = pipeline.default_config()
+  c.data = config_default.data_config()
   c.data.update(dict(source="folder", data_dir=str(data_dir), cache_dir=str(cache_dir),
                      wanted_words=WANTED, clip_duration_ms=CLIP_MS, time_shift_ms=20.0,
                      validation_percentage=20.0, testing_percentage=20.0))
   c.features = ml_collections.ConfigDict(dict(preset="tf_speech_commands"))
   c.model = ml_collections.ConfigDict(dict(name="tf_tiny_conv", dropout_rate=0.1))
-  c.train = train_lib.default_config()
+  c.train = config_default.train_config()
   c.train.update(dict(epochs=2, batch_size=8, eval_batch_size=16, steps_per_call=2,
                       checkpoint_every_steps=2, keep_checkpoints=20, learning_rate=3e-3,
                       spec_augment=dict(time_masks=1, time_mask_max=3, freq_masks=1,

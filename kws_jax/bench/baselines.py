@@ -20,8 +20,15 @@ import os
 import platform
 from typing import Any
 
+import jax
 import numpy as np
+import torch
 from tqdm import tqdm
+
+from kws_jax import models
+from kws_jax.bench import latency, train_speed
+from kws_jax.bench import torch_baselines as tb
+from kws_jax.ops import frontend
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +62,6 @@ def _entry(kws_jax: float, baseline: float, unit: str, higher_is_better: bool) -
 
 
 def machine_description() -> dict[str, Any]:
-  import jax
-  import torch
   cpu = platform.processor() or platform.machine()
   try:
     with open("/proc/cpuinfo") as f:
@@ -72,12 +77,6 @@ def machine_description() -> dict[str, Any]:
 
 def run(sizes: Sizes = Sizes(), progress: bool = True) -> dict[str, dict[str, Any]]:
   """All measures, side by side; returns {measure: entry}."""
-  import jax
-
-  from kws_jax import models
-  from kws_jax.bench import latency, torch_baselines as tb, train_speed
-  from kws_jax.ops import frontend
-
   results: dict[str, dict[str, Any]] = {}
   bar = tqdm(total=5, desc="baselines", disable=not progress, leave=False)
 
@@ -142,7 +141,6 @@ def run(sizes: Sizes = Sizes(), progress: bool = True) -> dict[str, dict[str, An
   clips = latency.synthetic_audio(sizes.featurizer_clips, cfg.sample_rate)
   jax_feat = latency.JaxFeaturizerRunner(frontend.make_params(cfg), clips, sizes.featurizer_batch)
   torch_feat = tb.TorchFeaturizer(cfg)
-  import torch
   torch_batches = [torch.from_numpy(clips[i:i + sizes.featurizer_batch])
                    for i in range(0, len(clips), sizes.featurizer_batch)]
 

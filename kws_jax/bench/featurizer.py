@@ -32,7 +32,7 @@ def make_clips(count: int, seed: int = 0) -> np.ndarray:
   rng = np.random.default_rng(seed)
   envelope = np.exp(-((np.arange(16000) - 8000) / 3000.0) ** 2)
   clips = rng.standard_normal((count, 16000)) * (0.02 + 0.3 * envelope)
-  return np.clip(clips * 32767, -32768, 32767).astype(np.int16)
+  return audio.to_int16(clips)
 
 
 def time_kws(cfg: frontend.FrontendConfig, clips: np.ndarray, batch: int, repeats: int) -> float:

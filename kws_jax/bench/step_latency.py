@@ -11,7 +11,6 @@ Prints both latencies and their ratio and writes them as JSON (--out).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import pathlib
 import subprocess
@@ -23,37 +22,30 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kws_jax import compile as compile_lib
-from kws_jax import errors, export, iree_runner, streaming
+from kws_jax import errors
+from kws_jax.deploy import int8, iree_compile, iree_runner, streaming_step
+from kws_jax.deploy import stablehlo_export as export
 from kws_jax.errors import KwsError
+from kws_jax.models import builder
+from kws_jax.ops import frontend
+from kws_jax.runs import trained_model
 
 GOAL_US = 15.0
 
 
 def random_model_step(preset: str, model: str, num_classes: int, seed: int = 0,
-                      **hparams: Any) -> streaming.StreamingStep:
+                      **hparams: Any) -> streaming_step.StreamingStep:
   """The streaming step of a registry model with random weights on a frontend preset."""
-  import types
-
-  from kws_jax import models
-  from kws_jax.ops import frontend
-  cfg = frontend.get_config(preset)
-  num_frames = frontend.num_frames(cfg, cfg.sample_rate)
-  net = models.create(model, num_classes=num_classes, num_frames=num_frames,
-                      num_features=cfg.num_features, **hparams)
-  variables = jax.jit(lambda k: net.init({"params": k, "dropout": k},
-                                         jnp.zeros((1, num_frames, cfg.num_features)),
-                                         train=False))(jax.random.key(seed))
-  bundle = types.SimpleNamespace(config=None, label_names=[f"class{i}" for i in range(num_classes)],
-                                 frontend=frontend.make_params(cfg), model=net,
-                                 variables=variables)
-  step = streaming.make_step(bundle, vad=False, smoothing=False)
-  info = dict(step.info)
-  info["model"] = {"name": model, **hparams}
-  return dataclasses.replace(step, info=info)
+  frontend_params, net, num_frames, num_features = builder.build_named(
+      model, num_classes, frontend.get_config(preset).sample_rate, features={"preset": preset},
+      **hparams)
+  variables = builder.init_variables(net, num_frames, num_features, jax.random.key(seed))
+  return streaming_step.make_step_from_parts(
+      frontend_params, net, variables, [f"class{i}" for i in range(num_classes)],
+      info={"model": {"name": model, **hparams}, "window_ms": 1000.0})
 
 
-def jax_latency_us(step: streaming.StreamingStep, seconds: float) -> float:
+def jax_latency_us(step: streaming_step.StreamingStep, seconds: float) -> float:
   """Median wall time of the jitted step (state fed back, result awaited), in us."""
   apply = jax.jit(step.apply)
   state = step.initial_state()
@@ -73,7 +65,7 @@ def jax_latency_us(step: streaming.StreamingStep, seconds: float) -> float:
 
 def iree_latency_us(compiled_dir: pathlib.Path, seconds: float, repetitions: int) -> float:
   """Median real time per call from iree-benchmark-module (local-sync, one thread), in us."""
-  meta, _ = compile_lib.load_compiled(compiled_dir)
+  meta, _ = iree_compile.load_compiled(compiled_dir)
   tool = pathlib.Path(iree_runner.run_module_path()).with_name("iree-benchmark-module")
   if not tool.is_file():
     raise KwsError(f"{tool} not found; install iree-base-runtime")
@@ -87,7 +79,7 @@ def iree_latency_us(compiled_dir: pathlib.Path, seconds: float, repetitions: int
       np.save(path, value)
       inputs.append(f"--input=@{path}")
     out = pathlib.Path(tmp) / "bench.json"
-    command = [str(tool), f"--module={compiled_dir / compile_lib.VMFB_FILE}", "--device=local-sync",
+    command = [str(tool), f"--module={compiled_dir / iree_compile.VMFB_FILE}", "--device=local-sync",
                f"--function={meta['function']}", *inputs, f"--benchmark_min_time={seconds}s",
                f"--benchmark_repetitions={repetitions}", "--benchmark_out_format=json",
                f"--benchmark_out={out}"]
@@ -132,8 +124,7 @@ def main(argv: Sequence[str]) -> int:
   parser.add_argument("--out", default="step_latency.json", help="JSON results file")
   args = parser.parse_args(argv)
   if args.workdir:
-    from kws_jax import trained as trained_lib
-    step = streaming.make_step(trained_lib.load(args.workdir))
+    step = streaming_step.make_step(trained_model.load(args.workdir))
     what = f"{args.workdir}"
   else:
     hparams = {"hidden_size": args.hidden_size, "num_layers": args.num_layers} \
@@ -141,14 +132,13 @@ def main(argv: Sequence[str]) -> int:
     step = random_model_step(args.preset, args.model, args.num_classes, **hparams)
     what = f"{args.preset} featurizer + {args.model} {hparams or ''} (random weights)"
   if args.quantize:
-    from kws_jax import quantize
-    step, _ = quantize.quantize_step(step)
+    step, _ = int8.quantize_step(step)
   with tempfile.TemporaryDirectory() as tmp:
     export_dir, compiled_dir = pathlib.Path(tmp) / "export", pathlib.Path(tmp) / "host-cpu"
     export.export_step(step, export_dir,
                        default_variant=(step.info.get("frontend") or {}).get("spectrum", "rfft"),
                        chunk_unroll=args.chunk_unroll)
-    compile_lib.compile_export(export_dir, "host-cpu", compiled_dir, extra_flags=args.iree_flag)
+    iree_compile.compile_export(export_dir, "host-cpu", compiled_dir, extra_flags=args.iree_flag)
     iree_us = iree_latency_us(compiled_dir, args.seconds, args.repetitions)
     runner = iree_runner.IreeStep(compiled_dir)
     state = runner.initial_state()
@@ -167,7 +157,8 @@ def main(argv: Sequence[str]) -> int:
   result = {"model": what, "quantize": args.quantize, "hop_ms": hop_ms,
             "iree_benchmark_module_us": iree_us, "iree_python_step_us": python_us,
             "jax_jit_us": jax_us, "iree_run_rtf_per_hop": rtf_per_hop,
-            "iree_run_rtf_chunked": rtf_chunked, "chunk_unrolled": args.chunk_unroll, "jax_over_iree": jax_us / iree_us, "goal_us": GOAL_US,
+            "iree_run_rtf_chunked": rtf_chunked, "chunk_unrolled": args.chunk_unroll,
+            "jax_over_iree": jax_us / iree_us, "goal_us": GOAL_US,
             "iree_flags": args.iree_flag, "jax_version": jax.__version__}
   pathlib.Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
   print(f"step latency, {what}, hop {hop_ms:.0f} ms:")

@@ -13,10 +13,15 @@ import json
 import pathlib
 from typing import Any
 
-import numpy as np
+import jax
 from tqdm import tqdm
 
+from kws_jax import models
+from kws_jax.bench import latency, train_speed
 from kws_jax.errors import KwsError
+from kws_jax.models import builder
+from kws_jax.ops import frontend
+from kws_jax.runs import trained_model
 
 # Features each untrained model is benchmarked on (a workdir brings its own).
 MODEL_FRONTENDS: dict[str, dict[str, Any]] = {
@@ -34,9 +39,6 @@ IREE_NOT_MEASURED = "n/a (python -m kws_jax.bench.step_latency)"
 def _row(name: str, frontend_params, model, variables, *, clip_samples: int, train_batch: int,
          train_steps: int, latency_calls: int, rounds: int, accuracy: float | None,
          source: str) -> dict[str, Any]:
-  from kws_jax import models
-  from kws_jax.bench import latency, train_speed
-
   cfg = frontend_params.cfg
   chunks = latency.synthetic_audio(8, cfg.hop_size)
   step = latency.JaxStreamStepRunner(frontend_params, model, variables, chunks)
@@ -60,27 +62,17 @@ def _row(name: str, frontend_params, model, variables, *, clip_samples: int, tra
 
 
 def untrained_row(name: str, **kwargs: Any) -> dict[str, Any]:
-  import jax
-
-  from kws_jax import models
-  from kws_jax.ops import frontend
-
   options = dict(MODEL_FRONTENDS.get(name, DEFAULT_FRONTEND))
-  cfg = frontend.get_config(**options)
-  clip_samples = cfg.sample_rate
-  num_frames = frontend.num_frames(cfg, clip_samples)
-  model = models.create(name, num_classes=12, num_frames=num_frames,
-                        num_features=cfg.num_features)
-  variables = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
-                         np.zeros((1, num_frames, cfg.num_features), np.float32), train=False)
-  return _row(name, frontend.make_params(cfg), model, variables, clip_samples=clip_samples,
+  clip_samples = frontend.get_config(**options).sample_rate
+  frontend_params, model, num_frames, num_features = builder.build_named(
+      name, 12, clip_samples, features=options)
+  variables = builder.init_variables(model, num_frames, num_features, jax.random.key(0))
+  return _row(name, frontend_params, model, variables, clip_samples=clip_samples,
               accuracy=None, source="untrained", **kwargs)
 
 
 def workdir_row(workdir: str, **kwargs: Any) -> dict[str, Any]:
-  from kws_jax import trained
-
-  t = trained.load(workdir)
+  t = trained_model.load(workdir)
   accuracy = None
   results_path = pathlib.Path(workdir) / "results.json"
   if results_path.is_file():
@@ -104,7 +96,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 def plot(rows: list[dict[str, Any]], path: pathlib.Path) -> None:
   """Accuracy vs JAX step latency (ELL's gallery trade-off); MACs/s vs latency without accuracies."""
-  import matplotlib
+  import matplotlib  # lazy: the backend must be chosen before pyplot is imported
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 

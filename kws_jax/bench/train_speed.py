@@ -16,7 +16,7 @@ small matmul per time step inside the loop; there the loop only carries dh and t
 weight gradient is one large matmul over all steps after it).
 An epoch runs as one jitted `lax.scan` over batches already on the devices, with
 donated parameter/optimizer buffers, data-parallel over the local devices
-(`kws_jax.parallel`).
+(`kws_jax.train.parallel`).
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from kws_jax import models, parallel
+from kws_jax import models
 from kws_jax.models import rnn
+from kws_jax.train import parallel
 
 Array = jax.Array
 FORMULATIONS = ("model", "fused_vjp")

@@ -333,15 +333,7 @@ def _read_clip(path: str, options: FolderOptions, skipped: list,
   info = sf.info(path)
   converted["resampled"] += int(info.samplerate != options.sample_rate)
   converted["mixed_down"] += int(info.channels > 1)
-  return float_to_int16(audio_io.fit_length(samples, options.clip_samples))
-
-
-def float_to_int16(x: np.ndarray) -> np.ndarray:
-  """[-1, 1] floats to int16 with soundfile's 1/32768 scale, so 16-bit files round-trip exactly.
-
-  (`kws_jax.audio.to_int16` scales by 32767, which moves loud samples by one step.)
-  """
-  return np.clip(np.round(np.asarray(x, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+  return audio_io.to_int16(audio_io.fit_length(samples, options.clip_samples))
 
 
 def _read_split(builder, split: str, clip_samples: int) -> SplitArrays:

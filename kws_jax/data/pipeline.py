@@ -45,7 +45,6 @@ from kws_jax.ops import augment as augment_ops
 
 SILENCE_INDEX = 0
 UNKNOWN_INDEX = 1
-DEFAULT_WANTED_WORDS = "yes,no,up,down,left,right,on,off,stop,go"
 SOURCES = ("synthetic", "folder", "speech_commands")
 # Background recordings are cut into rows of this length for the (K, L) noise bank.
 _BACKGROUND_ROW_SECONDS = 10.0
@@ -74,45 +73,6 @@ class Dataset:
   info: dict = dataclasses.field(default_factory=dict)  # where the data came from, counts
 
 
-def default_config() -> ml_collections.ConfigDict:
-  """Every data option with its default (TF speech_commands defaults where TF has one)."""
-  return ml_collections.ConfigDict({
-      # "synthetic" (offline TTS set, generated on first use), "folder" (data_dir in Speech
-      # Commands layout) or "speech_commands" (Google's set through tfds; needs TensorFlow).
-      "source": "synthetic",
-      "data_dir": "",  # folder for source="folder"; tfds data_dir for "speech_commands"
-      "manual_dir": "",  # speech_commands: folder with the pre-downloaded .tar.gz archives
-      "extra_dirs": [],  # more Speech Commands-layout folders merged into TRAINING only
-      "test_dir": "",  # a folder used whole as the test split (e.g. sc_v2_test12_dev)
-      "background_dir": "",  # noise recordings; "" = <data folder>/_background_noise_
-      "cache_dir": "",  # prepared tfds folders; "" = $KWS_JAX_CACHE or ~/.cache/kws_jax
-      "synthetic_dir": "",  # "" = <cache_dir>/synthetic-<generator version>
-      "synthetic": {"speakers_per_accent": 24, "unknown_words_per_speaker": 5, "seed": 0,
-                    "workers": 2},
-      # source="folder"/"speech_commands": fraction (0-1) of the synthetic set's clips (all its
-      # speakers, generated on first use like source="synthetic") merged into TRAINING.
-      "synthetic_mix": 0.0,
-      "wanted_words": DEFAULT_WANTED_WORDS,  # comma-separated; "all" keeps every word (ELL)
-      "sample_rate": 16000,
-      "clip_duration_ms": 1000,
-      "silence_percentage": 10.0,
-      "unknown_percentage": 10.0,
-      "validation_percentage": 10.0,
-      "testing_percentage": 10.0,
-      "time_shift_ms": 100.0,
-      # Random speed (tempo and pitch) change of up to this fraction, e.g. 0.15 plays clips
-      # 0.87x-1.15x as fast (ops.augment.speed_perturb); 0 = off, as in TF.
-      "speed_perturb": 0.0,
-      "background_volume": 0.1,
-      "background_frequency": 0.8,
-      "split_salt": "",  # "" = TF's speaker hash; other text re-draws the speaker split
-      "rebalance_eval": True,
-      "bad_list": "",  # ELL bad_list.txt (word/file.wav lines); "" = <folder>/bad_list.txt if any
-      "max_files_per_directory": 0,  # ELL: cap on training files per word folder (0 = no cap)
-      "on_bad_file": "skip",  # or "error"
-      "resample": True,  # resample other sample rates (False: treat them as bad files)
-      "stereo": "mix",  # "mix" multi-channel files down, or "error" (bad files)
-  })
 
 
 def cache_dir(cfg: ml_collections.ConfigDict) -> str:
@@ -252,8 +212,7 @@ def make_augment_fn(cfg: ml_collections.ConfigDict, ds: Dataset
   speed = float(cfg.get("speed_perturb", 0.0))
 
   def augment(key, audio, labels):
-    # TF decode_wav scaling: int16 / 32768.
-    x = jnp.asarray(audio).astype(jnp.float32) / 32768.0
+    x = jnp.asarray(audio).astype(jnp.float32) / audio_io.INT16_SCALE
     key_shift, key_mix = jax.random.split(key)
     if speed > 0:
       # Its own key (folded, not split) so that speed_perturb=0 draws the same shifts and
@@ -402,6 +361,6 @@ def _rebalance_eval(split: Split, background, cfg, rng: np.random.Generator) -> 
       row = background[rng.integers(len(background))]
       offset = rng.integers(0, len(row) - clip_samples + 1)
       silence[i] = row[offset:offset + clip_samples] * rng.uniform(0, 1)
-  return Split(np.concatenate([split.audio[keep], folder_lib.float_to_int16(silence)]),
+  return Split(np.concatenate([split.audio[keep], audio_io.to_int16(silence)]),
                np.concatenate([labels[keep], np.zeros(num_silence, np.int32)]).astype(np.int32),
                np.concatenate([split.speakers[keep].astype(str), np.full(num_silence, "")]))

@@ -15,10 +15,10 @@ import os
 import numpy as np
 
 from kws_jax import audio as audio_io
+from kws_jax.configs.default import KEYWORDS
 from kws_jax.data import folder as folder_lib
 from kws_jax.errors import DataError, KwsError
 
-KEYWORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 LABEL_NAMES = [folder_lib.SILENCE_LABEL, folder_lib.UNKNOWN_LABEL, *KEYWORDS]
 ARCHIVES = ("speech_commands_v0.02.tar.gz", "speech_commands_test_set_v0.02.tar.gz")
 _TFDS_SPLITS = {"train": "train", "validation": "validation", "test": "test"}

@@ -36,12 +36,12 @@ from typing import Sequence
 import numpy as np
 
 from kws_jax import audio as audio_io
+from kws_jax.configs.default import KEYWORDS
 from kws_jax.errors import DataError, KwsError, run_cli
 
 VERSION = "1"  # Bump when the generated audio changes: cached sets are then regenerated.
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = 16000
-KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 # Speech Commands' other words, spoken to train `_unknown_`.
 UNKNOWN_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
                  "bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow",

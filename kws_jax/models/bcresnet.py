@@ -25,8 +25,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from kws_jax.models.common import Array, WindowModel, check_window, torch_batch_norm, torch_conv, \
-  torch_dense
+from kws_jax.models.common import Array, WindowModel, check_window, torch_batch_norm, torch_conv, torch_dense
 
 # Axis names in our NHWC layout: (batch, time, frequency, channel).
 _TIME, _FREQ = 1, 2

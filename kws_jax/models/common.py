@@ -8,7 +8,6 @@ batch, like the frontend's output); 2-D convolutions see them as NHWC images
 from __future__ import annotations
 
 import functools
-
 import math
 from typing import Any
 

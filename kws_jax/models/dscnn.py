@@ -20,8 +20,7 @@ import dataclasses
 import flax.linen as nn
 import jax.numpy as jnp
 
-from kws_jax.models.common import (Array, DepthwiseConv, WindowModel, average_members,
-                                   check_window)
+from kws_jax.models.common import Array, DepthwiseConv, WindowModel, average_members, check_window
 
 
 class DsCnn(WindowModel):

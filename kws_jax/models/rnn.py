@@ -31,8 +31,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from kws_jax.models.common import Array, check_frame, check_window, push_frame, torch_dense, \
-  torch_uniform
+from kws_jax.models.common import Array, check_frame, check_window, push_frame, torch_dense, torch_uniform
 
 
 def split_gates(x_proj: Array, num_gates: int) -> tuple[Array, ...]:

@@ -22,8 +22,14 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from kws_jax.models.common import Array, WindowModel, check_frame, check_window, push_frame, \
-  tf_truncated_normal
+from kws_jax.models.common import (
+  Array,
+  WindowModel,
+  check_frame,
+  check_window,
+  push_frame,
+  tf_truncated_normal,
+)
 
 _W_INIT = tf_truncated_normal(0.01)
 _B_INIT = nn.initializers.zeros

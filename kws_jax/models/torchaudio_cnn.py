@@ -16,8 +16,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from kws_jax.models.common import Array, WindowModel, check_window, torch_batch_norm, \
-  torch_conv, torch_dense
+from kws_jax.models.common import Array, WindowModel, check_window, torch_batch_norm, torch_conv, torch_dense
 
 
 class TorchaudioCnn(WindowModel):

@@ -46,10 +46,19 @@ class SmoothingParams:
     return int(math.floor(self.average_window_ms / self.step_ms + 1e-9))
 
 
-def make_params(num_labels: int, step_ms: float, *, average_window_ms: float = 1000.0,
-                detection_threshold: float = 0.2, suppression_ms: float = 1500.0,
-                minimum_count: int = 3, silence_index: int = 0) -> SmoothingParams:
-  """Defaults are those of TF's recognize_commands.h; labels in TF order (silence first)."""
+# The defaults of TF's RecognizeCommands C++ class (recognize_commands.h). TF's streaming
+# test script uses others: kws_jax.streameval.settings.TEST_STREAMING_ACCURACY_DEFAULTS.
+RECOGNIZE_COMMANDS_DEFAULTS = dict(average_window_ms=1000.0, detection_threshold=0.2,
+                                   suppression_ms=1500.0, minimum_count=3)
+
+
+def make_params(num_labels: int, step_ms: float, *,
+                average_window_ms: float = RECOGNIZE_COMMANDS_DEFAULTS["average_window_ms"],
+                detection_threshold: float = RECOGNIZE_COMMANDS_DEFAULTS["detection_threshold"],
+                suppression_ms: float = RECOGNIZE_COMMANDS_DEFAULTS["suppression_ms"],
+                minimum_count: int = RECOGNIZE_COMMANDS_DEFAULTS["minimum_count"],
+                silence_index: int = 0) -> SmoothingParams:
+  """Defaults: RECOGNIZE_COMMANDS_DEFAULTS; labels in TF order (silence first)."""
   if step_ms <= 0 or average_window_ms <= 0:
     raise ConfigError(f"smoothing needs step_ms > 0 and average_window_ms > 0, got "
                       f"{step_ms} and {average_window_ms}")

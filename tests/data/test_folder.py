@@ -11,11 +11,10 @@ import shutil
 import numpy as np
 import pytest
 import soundfile as sf
+from data_helpers import add_bad_files, make_word_folder, tone, write
 
 from kws_jax.data import folder
 from kws_jax.errors import DataError
-
-from data_helpers import add_bad_files, make_word_folder, tone, write
 
 KEYWORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 

@@ -8,10 +8,11 @@ import math
 import jax
 import numpy as np
 import pytest
+from data_helpers import add_bad_files, make_word_folder
 
+from kws_jax.configs import default as config_default
 from kws_jax.data import pipeline
 from kws_jax.errors import ConfigError, DataError, KwsError
-from data_helpers import add_bad_files, make_word_folder
 
 
 def _numpy_shift(x: np.ndarray, shift: int) -> np.ndarray:
@@ -21,7 +22,7 @@ def _numpy_shift(x: np.ndarray, shift: int) -> np.ndarray:
 
 
 def _cfg(data_dir, tmp_path, **overrides):
-  cfg = pipeline.default_config()
+  cfg = config_default.data_config()
   cfg.source = "folder"
   cfg.data_dir = str(data_dir)
   cfg.cache_dir = str(tmp_path / "cache")
@@ -180,7 +181,7 @@ def test_bad_files_flow_through_to_training_or_stop_the_load(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is not None,
                     reason="TensorFlow is installed")
 def test_speech_commands_without_tensorflow_names_the_extra(tmp_path):
-  cfg = pipeline.default_config()
+  cfg = config_default.data_config()
   cfg.source = "speech_commands"
   with pytest.raises(KwsError, match=r"pip install 'kws_jax\[tfds\]'"):
     pipeline.load_dataset(cfg, 0)
@@ -188,7 +189,7 @@ def test_speech_commands_without_tensorflow_names_the_extra(tmp_path):
 
 @pytest.mark.shared_data
 def test_real_folders_with_extra_and_test_dir(shared_data, shared_cache):
-  cfg = pipeline.default_config()
+  cfg = config_default.data_config()
   cfg.update(source="folder", data_dir=str(shared_data / "sc_v1_extra"),
              test_dir=str(shared_data / "sc_v2_test12_dev"),
              background_dir=str(shared_data / "background_noise"),

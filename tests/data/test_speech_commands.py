@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from kws_jax.configs import default as config_default
 from kws_jax.data import speech_commands
 from kws_jax.errors import DataError, KwsError
 
@@ -79,7 +80,7 @@ def test_pipeline_on_mocked_tfds_speech_commands(tmp_path):
   import jax
 
   from kws_jax.data import pipeline
-  cfg = pipeline.default_config()
+  cfg = config_default.data_config()
   cfg.update(source="speech_commands", data_dir=str(tmp_path / "tfds"), time_shift_ms=10.0)
   with tfds.testing.mock_data(num_examples=240):
     ds = pipeline.load_dataset(cfg, 0)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from kws_jax.configs import default as config_default
 from kws_jax.data import pipeline, synth
 from kws_jax.errors import KwsError
 
@@ -77,7 +78,7 @@ def test_generation_is_reproducible(tmp_path):
 
 
 def test_pipeline_reuses_a_matching_set_and_regenerates_on_change(tiny_set, tmp_path):
-  cfg = pipeline.default_config()
+  cfg = config_default.data_config()
   cfg.synthetic_dir = str(tiny_set)
   cfg.cache_dir = str(tmp_path / "cache")
   cfg.synthetic.update(TINY)
@@ -111,7 +112,7 @@ def test_refuses_a_foreign_folder_and_names_the_extra(tmp_path, monkeypatch):
 
 
 def test_synthetic_mix_adds_synthetic_clips_to_real_training_only(tiny_set, word_folder, tmp_path):
-  cfg = pipeline.default_config()
+  cfg = config_default.data_config()
   cfg.update(source="folder", data_dir=str(word_folder), cache_dir=str(tmp_path / "cache"),
              wanted_words="yes,no", validation_percentage=25.0, testing_percentage=25.0,
              synthetic_dir=str(tiny_set), rebalance_eval=False)
@@ -137,7 +138,7 @@ def test_synthetic_mix_adds_synthetic_clips_to_real_training_only(tiny_set, word
 
 
 def test_train_on_synthetic_test_on_a_real_folder(tiny_set, word_folder, tmp_path):
-  cfg = pipeline.default_config()
+  cfg = config_default.data_config()
   cfg.update(synthetic_dir=str(tiny_set), cache_dir=str(tmp_path / "cache"),
              test_dir=str(word_folder), wanted_words="yes,no")
   cfg.synthetic.update(TINY)

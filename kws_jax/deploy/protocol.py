@@ -1,0 +1,61 @@
+"""The streaming-step protocol that every runner speaks (JAX step, IREE host module, ...).
+
+A runner has `hop_size`, `label_names`, `initial_state()`, `step(state, samples) ->
+(state, outputs)` for one hop of float32 samples, and `run(audio, state=None) ->
+(state, outputs stacked over hops)`. Outputs always hold "logits" and "scores".
+`scan_step` is the one place a pure step is scanned over hops (StreamingStep.run and
+the int8 accuracy report use it); `run_padded` runs any runner over audio of any
+length in fixed-size pieces.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Protocol, Sequence
+
+import jax
+import numpy as np
+
+State = Any
+Outputs = dict[str, Any]
+
+
+class StepRunner(Protocol):
+  hop_size: int
+  label_names: Sequence[str]
+
+  def initial_state(self) -> State: ...
+
+  def step(self, state: State, samples: np.ndarray) -> tuple[State, Outputs]: ...
+
+  def run(self, audio: np.ndarray, state: State | None = None) -> tuple[State, Outputs]: ...
+
+
+def scan_hops(apply: Callable, params: Any, state: State, chunks: jax.Array
+              ) -> tuple[State, Outputs]:
+  """`apply(params, state, hop)` scanned over `chunks` (hops, hop_size); traceable."""
+  return jax.lax.scan(lambda s, x: apply(params, s, x), state, chunks)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def scan_step(apply: Callable, params: Any, state: State, chunks: jax.Array
+              ) -> tuple[State, Outputs]:
+  """Jitted `scan_hops`: final state and outputs stacked over hops."""
+  return scan_hops(apply, params, state, chunks)
+
+
+def run_padded(runner: StepRunner, audio: np.ndarray, piece_hops: int) -> dict[str, np.ndarray]:
+  """Outputs of `audio` from the initial state, run in pieces of `piece_hops` hops.
+
+  Fixed-size pieces (the last zero-padded, its extra hops dropped) let one compiled
+  shape serve every length of audio.
+  """
+  hops = audio.shape[0] // runner.hop_size
+  piece = piece_hops * runner.hop_size
+  padded = np.zeros(max(1, -(-audio.shape[0] // piece)) * piece, np.float32)
+  padded[:audio.shape[0]] = audio
+  state, outputs = None, []
+  for start in range(0, padded.shape[0], piece):
+    state, out = runner.run(padded[start:start + piece], state)
+    outputs.append({k: np.asarray(v) for k, v in out.items()})
+  return {k: np.concatenate([o[k] for o in outputs])[:hops] for k in outputs[0]}

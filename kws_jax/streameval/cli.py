@@ -1,0 +1,151 @@
+"""Streaming evaluation on long audio: `python -m kws_jax.stream {make-test,eval,listen}`.
+
+- `make-test` writes a long WAV and its `label, time_ms` ground truth from a Speech Commands-layout
+  folder's test speakers (TF generate_streaming_test_wav semantics, see kws_jax.streameval.keyword_stream).
+- `eval` runs the streaming step hop by hop over the file, either the JAX step of a training
+  workdir or an IREE-compiled module (same code above the step), smooths the posteriors with TF's
+  RecognizeCommands and reports TF's matched/correct/wrong/false-positive percentages, false
+  rejects at 0.5 and 1 false accepts per hour, a DET curve PNG and the real-time factor.
+- `listen` prints detections live from the microphone (sounddevice) or from a WAV in real time.
+
+`--reset` chooses what happens to the recurrent state between words: `never` (a true stream),
+`clip` (oracle: reset at each ground-truth word, like ELL's --reset) or `vad` (the VAD of
+kws_jax/ops resets it once the voice has been off for `reset_delay_ms`, ELL's add_vad;
+`--vad-option KEY=VALUE` tunes it: do that on a `make-test --split validation` stream).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Sequence
+
+from kws_jax.configs.default import DEFAULT_WANTED_WORDS
+from kws_jax.errors import ConfigError, run_cli
+from kws_jax.streameval.settings import (
+  DEFAULT_MINUTES,
+  RESET_MODES,
+  VAD_OPTION_HELP,
+  SmoothingSettings,
+  StreamTestConfig,
+)
+
+
+def _add_source(p: argparse.ArgumentParser) -> None:
+  src = p.add_mutually_exclusive_group(required=True)
+  src.add_argument("--workdir", help="training workdir: runs the JAX streaming step")
+  src.add_argument("--module", help="compiled host-cpu dir (or its .vmfb) from kws_jax.compile")
+  p.add_argument("--reset", default="never", help="never | clip (oracle) | vad")
+  p.add_argument("--threshold", type=float, default=SmoothingSettings.detection_threshold)
+  p.add_argument("--average-window-ms", type=float, default=SmoothingSettings.average_window_ms)
+  p.add_argument("--suppression-ms", type=float, default=SmoothingSettings.suppression_ms)
+  p.add_argument("--minimum-count", type=int, default=SmoothingSettings.minimum_count)
+  p.add_argument("--time-tolerance-ms", type=float, default=SmoothingSettings.time_tolerance_ms)
+  p.add_argument("--vad-option", action="append", default=[], metavar="KEY=VALUE",
+                 help="with --workdir --reset vad: " + VAD_OPTION_HELP)
+
+
+def _runner(args):
+  from kws_jax.deploy import streaming_step
+  from kws_jax.streameval import runners
+
+  vad_options = streaming_step.parse_vad_options(args.vad_option)
+  if vad_options and args.reset != "vad":
+    raise ConfigError("--vad-option needs --reset vad")
+  if args.workdir:
+    return runners.jax_runner(args.workdir, args.reset, vad_options)
+  if vad_options:
+    raise ConfigError("--vad-option works with --workdir; a compiled module keeps the VAD "
+                      "settings it was exported with (python -m kws_jax.export --vad-option ...)")
+  module = args.module
+  if module.endswith(".vmfb"):
+    module = os.path.dirname(module) or "."
+  return runners.iree_runner(module, args.reset)
+
+
+def _settings(args) -> SmoothingSettings:
+  return SmoothingSettings(args.average_window_ms, args.threshold, args.suppression_ms,
+                           args.minimum_count, args.time_tolerance_ms)
+
+
+def main(argv: Sequence[str]) -> int:
+  parser = argparse.ArgumentParser(prog="python -m kws_jax.stream", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = parser.add_subparsers(dest="command", required=True)
+  mk = sub.add_parser("make-test", help="long test WAV + labels from a folder's test speakers")
+  mk.add_argument("--data-dir", required=True)
+  mk.add_argument("--minutes", type=float, default=DEFAULT_MINUTES)
+  mk.add_argument("--out", required=True, help="output WAV (labels go to <out>_labels.txt)")
+  mk.add_argument("--labels", help="labels file (default: <out>_labels.txt)")
+  mk.add_argument("--split", default="test",
+                  help="test (the folder's test speakers), validation (to tune on) or all")
+  mk.add_argument("--background-dir", default="")
+  mk.add_argument("--background-volume", type=float,
+                  default=StreamTestConfig.background_volume)
+  mk.add_argument("--unknown-percentage", type=float,
+                  default=StreamTestConfig.unknown_percentage)
+  mk.add_argument("--word-gap-ms", type=int, default=StreamTestConfig.word_gap_ms)
+  mk.add_argument("--wanted-words", default=DEFAULT_WANTED_WORDS)
+  mk.add_argument("--split-salt", default="",
+                  help="speaker split salt of the training run (sc12_real: sc12)")
+  mk.add_argument("--validation-percentage", type=float, default=10.0)
+  mk.add_argument("--testing-percentage", type=float, default=10.0,
+                  help="of the training run (sc12_real: 15)")
+  mk.add_argument("--seed", type=int, default=StreamTestConfig.seed)
+
+  ev = sub.add_parser("eval", help="streaming accuracy, FRR at FA/h, DET curve, real-time factor")
+  _add_source(ev)
+  ev.add_argument("--wav", required=True)
+  ev.add_argument("--labels", help="ground truth (default: <wav>_labels.txt)")
+  ev.add_argument("--det-png", help="DET curve PNG (default: beside the WAV)")
+  ev.add_argument("--out", help="write the full result JSON here")
+  ev.add_argument("--json", action="store_true", help="last stdout line: the result as JSON")
+
+  li = sub.add_parser("listen", help="live detections from the microphone or a WAV")
+  _add_source(li)
+  li.add_argument("--wav", help="play this file in real time instead of the microphone")
+  li.add_argument("--seconds", type=float, default=60.0)
+  li.add_argument("--fast", action="store_true", help="with --wav: do not wait for real time")
+  args = parser.parse_args(argv)
+  # Imported after parsing: `--help` does not import JAX.
+  from kws_jax.streameval import detection as dm
+  from kws_jax.streameval import keyword_stream, listen, scoring
+
+  if args.command == "make-test":
+    wav, labels, n = keyword_stream.make_test(args.data_dir, args.out, args.labels, minutes=args.minutes,
+                               split=args.split, background_dir=args.background_dir,
+                               background_volume=args.background_volume,
+                               unknown_percentage=args.unknown_percentage,
+                               word_gap_ms=args.word_gap_ms, wanted_words=args.wanted_words,
+                               split_salt=args.split_salt,
+                               validation_percentage=args.validation_percentage,
+                               testing_percentage=args.testing_percentage, seed=args.seed)
+    print(f"wrote {wav} ({args.minutes:g} min, {n} words) and {labels}")
+    return 0
+  if args.reset not in RESET_MODES:
+    raise ConfigError(f"--reset {args.reset!r}: choose one of {', '.join(RESET_MODES)}")
+  if args.command == "eval":  # A missing ground truth fails before the model is loaded.
+    dm.read_labels(args.labels or keyword_stream.default_labels_path(args.wav))
+  runner = _runner(args)
+  if args.command == "listen":
+    listen.listen(runner, _settings(args), args.wav, args.seconds, realtime=not args.fast)
+    return 0
+  labels = args.labels or keyword_stream.default_labels_path(args.wav)
+  det_png = args.det_png or os.path.splitext(args.wav)[0] + f"_det_{args.reset}.png"
+  result = scoring.run_eval(runner, args.wav, labels, args.reset, _settings(args), det_png)
+  print(result["summary"])
+  print(f"false rejects at 0.5 FA/h: {100 * result['frr_at_0.5fa_per_hour']:.1f}%, "
+        f"at 1 FA/h: {100 * result['frr_at_1fa_per_hour']:.1f}%  (DET curve: {det_png})")
+  print(f"real-time factor {result['real_time_factor']:.0f} ({result['audio_seconds']:.0f} s of "
+        f"audio in {result['step_seconds']:.2f} s, reset={args.reset})")
+  if args.out:
+    with open(args.out, "w") as f:
+      json.dump(result, f, indent=1)
+  if args.json:
+    print(json.dumps({k: v for k, v in result.items() if k != "det_curve"}))
+  return 0
+
+
+if __name__ == "__main__":
+  run_cli(main)
