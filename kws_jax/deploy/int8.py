@@ -7,13 +7,16 @@ Scheme, for every matrix product `x @ W` whose W is a model weight (>= 2-D):
   W_q = round(W / s_W) in [-127, 127], s_W = max|W| / 127 per output channel;
   x_q = round(x / s_x) in [-127, 127], s_x = max|x| / 127 per row, at run time;
   y   = float(x_q @ W_q accumulated in int32) * s_x * s_W.
+Convolutions `conv(x, K)` with a weight kernel K the same way: s_K per output feature,
+s_x per example (over its whole input window), int8 x int8 -> int32 convolution.
 Biases, featurizer tables and everything else stay float32.
 
 JAX has no quantized StableHLO types to emit, so the scaling is explicit. The
 rewrite works on the step's jaxpr rather than on the model code: it finds the
-`dot_general`s fed (through layout-only ops) by a weight, so every model family
-is covered without a quantized twin of each layer. Weights read by anything other
-than a product (e.g. convolutions) stay float and are listed in the report.
+`dot_general`s and `conv_general_dilated`s fed (through layout-only ops) by a
+weight, so every model family is covered without a quantized twin of each layer.
+Weights read by anything else (e.g. the depthwise taps of `models.common.DepthwiseConv`,
+which are element-wise products) stay float and are listed in the report.
 """
 
 from __future__ import annotations
@@ -73,6 +76,29 @@ def quantized_dot(x: jax.Array, w_q: jax.Array, w_scale: jax.Array, dimension_nu
   return (acc.astype(jnp.float32) * scale).astype(out_dtype)
 
 
+def quantized_conv(x: jax.Array, k_q: jax.Array, k_scale: jax.Array, params: dict,
+                   out_dtype) -> jax.Array:
+  """`conv_general_dilated(x, K, **params)` with K given as int8 + per-output-feature scales."""
+  lhs_spec, rhs_spec, out_spec = params["dimension_numbers"]
+  del rhs_spec  # the kernel's layout only matters for its (already computed) scales
+  x = x.astype(jnp.float32)
+  batch_axis = lhs_spec[0]
+  reduce_axes = tuple(a for a in range(x.ndim) if a != batch_axis)
+  x_scale = jnp.max(jnp.abs(x), axis=reduce_axes, keepdims=True) / 127.0
+  x_scale = jnp.where(x_scale > 0, x_scale, 1.0)
+  x_q = jnp.clip(jnp.round(x / x_scale), -127, 127).astype(jnp.int8)
+  conv_params = {k: v for k, v in params.items() if k not in ("preferred_element_type",)}
+  acc = jax.lax.conv_general_dilated_p.bind(x_q, k_q, **conv_params,
+                                            preferred_element_type=jnp.int32)
+  # Output scale: one per example (along the output's batch axis) times one per feature.
+  out_shape = [1] * acc.ndim
+  out_shape[out_spec[0]] = x_scale.size
+  feature_shape = [1] * acc.ndim
+  feature_shape[out_spec[1]] = k_scale.size
+  scale = x_scale.reshape(out_shape) * k_scale.reshape(feature_shape)
+  return (acc.astype(jnp.float32) * scale).astype(out_dtype)
+
+
 class _Interpreter:
   """Evaluates a jaxpr, replacing products of weights by `quantized_dot`.
 
@@ -109,6 +135,8 @@ class _Interpreter:
       outs = None
       if name == "dot_general":
         outs = self._dot(eqn, invals, in_origins)
+      elif name == "conv_general_dilated":
+        outs = self._conv(eqn, invals, in_origins)
       elif name in _CALL_OPS and _inner_jaxpr(eqn) is not None:
         inner = _inner_jaxpr(eqn)
         outs = self.run(inner.jaxpr, inner.consts, invals, in_origins)
@@ -163,6 +191,31 @@ class _Interpreter:
     out = quantized_dot(invals[1 - w_index], jnp.asarray(w_q), jnp.asarray(w_scale),
                         eqn.params["dimension_numbers"], weight_is_rhs,
                         eqn.outvars[0].aval.dtype)
+    return [out]
+
+
+  def _conv(self, eqn, invals, in_origins):
+    """A convolution whose kernel (rhs) is a weight and whose input is not."""
+    key = f"conv{self.counter}"
+    self.counter += 1
+    if (in_origins[1] is None or in_origins[0] is not None or not _is_float(eqn.outvars[0])
+        or eqn.params.get("batch_group_count", 1) != 1):
+      return None
+    if self.planning:
+      k = invals[1]
+      if isinstance(k, (jax.core.Tracer, jax.ShapeDtypeStruct)):
+        return None
+      _, rhs_spec, _ = eqn.params["dimension_numbers"]
+      contract = tuple(a for a in range(np.ndim(k)) if a != rhs_spec[0])
+      q, scale = quantize_per_channel(np.asarray(k), contract)
+      self.plan[key] = {"leaf": in_origins[1], "shape": list(np.shape(k)), "q": q,
+                        "scale": scale}
+      return [jax.ShapeDtypeStruct(eqn.outvars[0].aval.shape, eqn.outvars[0].aval.dtype)]
+    if key not in self.qweights:
+      return None
+    out = quantized_conv(invals[0], jnp.asarray(self.qweights[key]["q"]),
+                         jnp.asarray(self.qweights[key]["scale"]), eqn.params,
+                         eqn.outvars[0].aval.dtype)
     return [out]
 
 
@@ -236,7 +289,8 @@ def quantize_step(step: StreamingStep) -> tuple[StreamingStep, dict[str, Any]]:
   samples = jnp.zeros((step.hop_size,), jnp.float32)
   qapply, qparams, report = quantize_fn(step.apply, step.params, state0, samples)
   if not report["quantized"]:
-    raise ExportError("--quantize int8 found no weight matrix products in this model's step")
+    raise ExportError("--quantize int8 found no weight matrix products or convolutions in this "
+                      "model's step")
   info = dict(step.info)
   info["quantization"] = report
   return dataclasses.replace(step, apply=qapply, params=qparams, info=info), report

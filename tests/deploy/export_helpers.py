@@ -10,9 +10,12 @@ import shutil
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from kws_jax.deploy.streaming_step import StreamingStep
+from kws_jax.models import builder
+from kws_jax.runs.trained_model import Trained
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 TOY_HOP = 160
@@ -77,31 +80,19 @@ def make_toy_step(spectrum: str = "rfft", params: dict | None = None,
 
 def tiny_trained(preset: str = "tf_speech_commands", model: str = "gru", *,
                  features: dict | None = None, vad: dict | None = None,
-                 smoothing: dict | None = None, seed: int = 0, **hparams):
-  """A `Trained`-like bundle of real frontend + registry model with random weights."""
-  import types
-
-  import ml_collections
-
-  from kws_jax import models
-  from kws_jax.ops import frontend
-  cfg = frontend.get_config(preset, **(features or {}))
-  num_frames = frontend.num_frames(cfg, 16000)
-  net = models.create(model, num_classes=len(TOY_LABELS), num_frames=num_frames,
-                      num_features=cfg.num_features, **hparams)
-  variables = jax.jit(lambda k: net.init({"params": k, "dropout": k},
-                                         jnp.zeros((1, num_frames, cfg.num_features)),
-                                         train=False))(jax.random.key(seed))
+                 smoothing: dict | None = None, seed: int = 0, **hparams) -> Trained:
+  """A `Trained` of real frontend + registry model with random weights (no workdir)."""
   config = {"features": {"preset": preset, **(features or {})}, "model": {"name": model, **hparams}}
   if vad is not None:
     config["vad"] = vad
   if smoothing is not None:
     config["smoothing"] = smoothing
-  return types.SimpleNamespace(
-      config=ml_collections.ConfigDict(config), label_names=list(TOY_LABELS),
-      frontend=frontend.make_params(cfg), model=net, variables=dict(variables),
-      num_frames=num_frames, num_features=cfg.num_features, clip_samples=16000,
-      sample_rate=16000)
+  config = ml_collections.ConfigDict(config)
+  frontend_params, net, num_frames, num_features = builder.build(config, len(TOY_LABELS), 16000)
+  variables = builder.init_variables(net, num_frames, num_features, jax.random.key(seed))
+  return Trained(config=config, label_names=list(TOY_LABELS), frontend=frontend_params, model=net,
+                 variables=variables, num_frames=num_frames, num_features=num_features,
+                 clip_samples=16000, sample_rate=16000, step=0, workdir=pathlib.Path("."))
 
 
 def binutils(prefix: str, tool: str) -> str | None:

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from export_helpers import tiny_trained
 
 from kws_jax.deploy import int8, iree_runner
 from kws_jax.deploy import iree_compile as compile_lib
@@ -45,6 +46,53 @@ def test_quantized_dot_is_integer_arithmetic():
   got_left = np.asarray(int8.quantized_dot(jnp.asarray(x.T), jnp.asarray(q), jnp.asarray(s_w),
                                                (((0,), (0,)), ((), ())), False, jnp.float32))
   np.testing.assert_allclose(got_left, want.T, rtol=1e-6, atol=1e-6)
+
+
+def test_quantized_conv_is_integer_arithmetic():
+  """conv(x, K) = (x_q * K_q in int32) * s_x * s_K per example and output feature, recomputed
+  with a NumPy integer loop."""
+  rng = np.random.default_rng(2)
+  x = rng.normal(size=(2, 9, 7, 3)).astype(np.float32)       # NHWC
+  k = rng.normal(size=(3, 2, 3, 4)).astype(np.float32)       # HWIO
+  k[..., 2] *= 10.0                                           # one loud output feature
+  dims = jax.lax.conv_dimension_numbers(x.shape, k.shape, ("NHWC", "HWIO", "NHWC"))
+
+  def conv(a, b):
+    return jax.lax.conv_general_dilated(a, b, (1, 2), "VALID", dimension_numbers=dims)
+
+  eqn = jax.make_jaxpr(conv)(x, k).jaxpr.eqns[0]
+  q, s_k = int8.quantize_per_channel(k, contract=(0, 1, 2))
+  got = np.asarray(int8.quantized_conv(jnp.asarray(x), jnp.asarray(q), jnp.asarray(s_k),
+                                       eqn.params, jnp.float32))
+  s_x = np.abs(x).reshape(2, -1).max(axis=1) / 127
+  x_q = np.clip(np.round(x / s_x[:, None, None, None]), -127, 127).astype(np.int64)
+  out_h, out_w = 9 - 3 + 1, (7 - 2) // 2 + 1
+  want = np.zeros((2, out_h, out_w, 4), np.int64)
+  for i in range(out_h):
+    for j in range(out_w):
+      patch = x_q[:, i:i + 3, 2 * j:2 * j + 2, :]
+      want[:, i, j, :] = np.einsum("nhwc,hwco->no", patch, q.astype(np.int64))
+  want = want.astype(np.float32) * s_x[:, None, None, None] * s_k
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+  ref = np.asarray(conv(x, k))
+  np.testing.assert_allclose(got, ref, atol=0.05 * np.abs(ref).max())
+
+
+def test_conv_model_kernels_are_quantized(test_clip):
+  """The TF CNN's convolution kernels become int8 too, and its step stays close to float."""
+  trained = tiny_trained(model="tf_conv")
+  step = streaming.make_step(trained, vad=False, smoothing=False)
+  qstep, report = int8.quantize_step(step)
+  conv_kernels = sorted(jax.tree_util.keystr(p, simple=True, separator="/")
+                        for p, v in jax.tree_util.tree_flatten_with_path(
+                            trained.variables["params"])[0] if np.ndim(v) == 4)
+  quantized = {k.removeprefix("params/") for k in report["quantized"]}
+  assert conv_kernels and set(conv_kernels) <= quantized
+  assert not any(np.ndim(v) == 4 for v in jax.tree.leaves(qstep.params["float"]))
+  _, ref = step.run(test_clip)
+  _, got = qstep.run(test_clip)
+  diff = np.abs(np.asarray(got["scores"]) - np.asarray(ref["scores"])).max()
+  assert 0 < diff < 0.02, diff
 
 
 def test_quantized_step_close_to_float(trained_gru, test_clip):
@@ -96,5 +144,5 @@ def test_no_products_is_a_clear_error():
   step = StreamingStep(apply=lambda p, s, x: (s, {"logits": x[:2] * p["w"], "scores": x[:2]}),
                        params={"w": jnp.ones(2)}, init_state=lambda: {"n": jnp.zeros(())},
                        hop_size=4, sample_rate=16000, label_names=("a", "b"))
-  with pytest.raises(ExportError, match="found no weight matrix products"):
+  with pytest.raises(ExportError, match="found no weight matrix products or convolutions"):
     int8.quantize_step(step)
