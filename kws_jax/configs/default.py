@@ -97,6 +97,15 @@ def train_config() -> ml_collections.ConfigDict:
   return c
 
 
+def distill_config() -> ml_collections.ConfigDict:
+  """The optional `distill` section (kws_jax.train.distill): a teacher workdir and the mix."""
+  return ml_collections.ConfigDict(dict(
+      teacher="",         # a trained kws_jax workdir; "" = no distillation
+      weight=0.5,         # share of the soft-target term in the loss (0: labels only)
+      temperature=2.0,    # softens both posteriors in the soft-target term
+  ))
+
+
 def shared_data_dir() -> pathlib.Path:
   """`<repo>/../shared/data` (or $KWS_SHARED_DATA): real Speech Commands clips beside a checkout."""
   default = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data"

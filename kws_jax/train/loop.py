@@ -32,7 +32,7 @@ from kws_jax.errors import DataError, TrainingError
 from kws_jax.evaluation import classification, plots
 from kws_jax.models import builder
 from kws_jax.runs import checkpoints, trained_model
-from kws_jax.train import optimizer, step
+from kws_jax.train import distill, optimizer, step
 from kws_jax.train import workdir as workdir_lib
 from kws_jax.train.metrics_log import MetricsLog
 
@@ -109,9 +109,11 @@ def setup(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> TrainingR
                                      jax.random.fold_in(jax.random.key(seed), 0))
   params = variables["params"]
   model_state = {k: v for k, v in variables.items() if k != "params"}
+  teacher = distill.make_teacher(config.get("distill"), label_names)
   train_chunk = step.make_train_chunk(model, frontend_params,
                                       pipeline.make_augment_fn(config.data, ds), tx, train,
-                                      len(label_names), seed)
+                                      len(label_names), seed, teacher=teacher,
+                                      distill=config.get("distill"))
   return TrainingRun(
       config=config, workdir=workdir, ds=ds, first_epoch=first_epoch, label_names=label_names,
       steps_per_epoch=steps_per_epoch, schedule=schedule, train_chunk=train_chunk,

@@ -17,17 +17,22 @@ import optax
 from kws_jax.models import common as models_common
 from kws_jax.ops import augment as augment_ops
 from kws_jax.ops import frontend
+from kws_jax.train.distill import distillation_loss
 
 
 def make_train_chunk(model, frontend_params, augment: Callable, tx: optax.GradientTransformation,
-                     train: ml_collections.ConfigDict, num_classes: int, seed: int) -> Callable:
+                     train: ml_collections.ConfigDict, num_classes: int, seed: int,
+                     teacher: Callable | None = None,
+                     distill: ml_collections.ConfigDict | None = None) -> Callable:
   """jit(carry, audio (K,B,S) int16, labels (K,B), steps (K,), valid (K,), nan_step) -> ...
 
   Returns (carry, (loss (K,), correct (K,))). `carry` is (params, model_state,
   opt_state); steps with valid=False leave it as is (they pad the last chunk of an
   epoch so every chunk has one compiled shape). `nan_step` >= 0 poisons the loss of
   that step (testing the NaN guard); it is an argument, not a constant, so the
-  compiled function is the same with and without it.
+  compiled function is the same with and without it. `teacher` (float audio -> logits,
+  `kws_jax.train.distill.make_teacher`) runs on the same augmented audio as the model and
+  adds `distill`'s soft-target term to the loss.
 
   (Longer than most functions here: the loss, one step and the chunk are closures over
   the same static model and config, which is what jit traces; split apart they would
@@ -38,8 +43,10 @@ def make_train_chunk(model, frontend_params, augment: Callable, tx: optax.Gradie
   use_spec = (spec.time_masks > 0 and spec.time_mask_max > 0) or (
       spec.freq_masks > 0 and spec.freq_mask_max > 0)
   smoothing = float(train.label_smoothing)
+  weight = float(distill.weight) if teacher is not None else 0.0
+  temperature = float(distill.temperature) if teacher is not None else 1.0
 
-  def loss_and_logits(params, model_state, features, labels, key):
+  def loss_and_logits(params, model_state, features, labels, key, teacher_logits):
     variables = {"params": params, **model_state}
     if model_state:
       logits, updates = model.apply(variables, features, train=True, rngs={"dropout": key},
@@ -54,11 +61,14 @@ def make_train_chunk(model, frontend_params, augment: Callable, tx: optax.Gradie
       # An ensemble's members (B, M, C): each member's own loss, summed over members so each
       # gets the gradient it would get alone (reported: their mean); the prediction is the
       # averaged posterior, as at inference.
-      member_losses = optax.softmax_cross_entropy(logits, targets[:, None, :]).mean(0)
+      member_losses = distillation_loss(
+          logits, targets[:, None, :], None if teacher_logits is None else teacher_logits[:, None],
+          weight, temperature).mean(0)
       loss, reported = member_losses.sum(), member_losses.mean()
       logits = models_common.average_members(logits)
     else:
-      loss = reported = optax.softmax_cross_entropy(logits, targets).mean()
+      loss = reported = distillation_loss(logits, targets, teacher_logits, weight,
+                                          temperature).mean()
     return loss, (logits, dict(updates), reported)
 
   def one_step(carry, inputs, nan_step):
@@ -69,6 +79,7 @@ def make_train_chunk(model, frontend_params, augment: Callable, tx: optax.Gradie
       key = jax.random.fold_in(base_key, step)
       k_augment, k_spec, k_dropout = jax.random.split(key, 3)
       clean = augment(k_augment, audio, labels)
+      teacher_logits = teacher(clean) if teacher is not None else None
       features = frontend.featurize(frontend_params, clean)
       if use_spec:
         keys = jax.random.split(k_spec, features.shape[0])
@@ -76,7 +87,7 @@ def make_train_chunk(model, frontend_params, augment: Callable, tx: optax.Gradie
             k, f, time_masks=int(spec.time_masks), time_mask_max=int(spec.time_mask_max),
             freq_masks=int(spec.freq_masks), freq_mask_max=int(spec.freq_mask_max)))(keys, features)
       (_, (logits, updates, loss)), grads = jax.value_and_grad(loss_and_logits, has_aux=True)(
-          params, model_state, features, labels, k_dropout)
+          params, model_state, features, labels, k_dropout, teacher_logits)
       poison = jnp.where(step == nan_step, jnp.float32(jnp.nan), jnp.float32(1.0))
       loss = loss * poison
       grads = jax.tree.map(lambda g: g * poison, grads)
