@@ -108,8 +108,8 @@ def _prepare(builder, manual_dir: str | None) -> None:
     raise DataError(
         f"data.manual_dir={manual_dir}: {name} is not Google's official archive (tfds checks its "
         "size and sha256; a partial download or a repacked archive fails); download it again, "
-        "or extract the archives and train with --config.data.source=folder (README: Speech "
-        "Commands without internet)") from None
+        "or extract the archives and train with --config.data.source=folder (README: Google's "
+        "Speech Commands)") from None
   except Exception as e:  # tfds raises assorted network/IO errors here.
     first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
     raise DataError(

@@ -29,6 +29,11 @@ from kws_jax.data import pipeline, speech_commands
 from kws_jax.errors import DataError
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+import tiny_training  # noqa: E402
+
+# One epoch, one compiled chunk, a checkpoint only at the end: the CLI runs, briefly.
+TINY_TRAIN = dict(epochs=1, checkpoint_every_steps=0, steps_per_call=8)
 MAIN, TEST = speech_commands.ARCHIVES
 UNKNOWN_WORDS = ("bed", "cat", "happy", "marvin")
 NOISES = {"white_noise.wav": 3.0, "running_tap.wav": 2.0}  # seconds kept of each recording
@@ -64,8 +69,8 @@ def build_archives(shared: pathlib.Path, out: pathlib.Path) -> dict:
     for name, seconds in NOISES.items():
       _add_bytes(tar, f"_background_noise_/{name}",
                  _wav_bytes(shared / "background_noise" / name, seconds))
-    _add_bytes(tar, "validation_list.txt", "".join(p + "\n" for p in members["validation"]).encode())
-    _add_bytes(tar, "testing_list.txt", "".join(p + "\n" for p in members["test"]).encode())
+    for split, name in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
+      _add_bytes(tar, name, "".join(p + "\n" for p in members[split]).encode())
     _add_bytes(tar, "LICENSE", b"CC BY 4.0\n")
   test_clips = []
   with tarfile.open(out / TEST, "w:gz") as tar:
@@ -143,21 +148,24 @@ def test_extracted_archives_train_end_to_end_with_the_folder_source(archives, tm
     (root / sub).mkdir(parents=True)
     subprocess.run(["tar", "xzf", str(manual / name), "-C", str(root / sub)], check=True)
   workdir = tmp_path / "work"
-  command = [sys.executable, "-m", "kws_jax.train", "experiments/custom_words.py",
-             "--workdir", str(workdir), f"--config.data.data_dir={root / 'train'}",
-             f"--config.data.test_dir={root / 'test'}", f"--config.data.cache_dir={tmp_path}",
-             # Small and short for the test; the rest is the documented recipe.
-             "--config.train.epochs=1", "--config.train.batch_size=16",
-             "--config.model.filters=8", "--config.model.num_blocks=1",
-             "--config.train.warmup_epochs=0"]
+  # README runs experiments/custom_words.py; the tiny recipe (0.25 s clips, a small conv
+  # net, one epoch) keeps the test short, with the same data flags.
+  experiment = tiny_training.write_experiment(tmp_path / "tiny.py", "", tmp_path / "cache",
+                                              **TINY_TRAIN)
+  command = [sys.executable, "-m", "kws_jax.train", str(experiment), "--workdir", str(workdir),
+             f"--config.data.data_dir={root / 'train'}", f"--config.data.test_dir={root / 'test'}",
+             f"--config.data.wanted_words={pipeline.DEFAULT_WANTED_WORDS}"]
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert run.returncode == 0, run.stderr[-3000:]
   results = json.loads((workdir / "results.json").read_text())
   assert results["num_examples"] == len(members["test_archive"])  # the test archive, whole
+  assert (workdir / "labels.txt").read_text().split() == speech_commands.LABEL_NAMES
   cfg = pipeline.default_config()
+  # The training run's folder options, so its prepared cache is read back.
   cfg.update(source="folder", data_dir=str(root / "train"), test_dir=str(root / "test"),
-             cache_dir=str(tmp_path))
+             cache_dir=str(tmp_path / "cache"), clip_duration_ms=tiny_training.CLIP_MS,
+             validation_percentage=20.0, testing_percentage=20.0)
   ds = pipeline.load_dataset(cfg, 0)
   # The archive's own lists decide the splits, as in tfds.
   assert len(ds.train) == len(members["train"])

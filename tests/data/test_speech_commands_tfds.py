@@ -27,6 +27,8 @@ pytestmark = pytest.mark.skipif(
     reason="needs the tfds extra: pip install -e '.[tfds]'")
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+import tiny_training  # noqa: E402
 # The builder's own label order (tensorflow_datasets 4.9.10, speech_commands 0.0.3).
 TFDS_NAMES = ["down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes",
               "_silence_", "_unknown_"]
@@ -98,11 +100,9 @@ with tfds.testing.mock_data(num_examples=200, policy=tfds.testing.MockPolicy.USE
 
 
 def test_one_epoch_training_cli_on_mocked_speech_commands(tmp_path):
-  experiment = tmp_path / "tiny_sc.py"
-  experiment.write_text(
-      f"import sys\nsys.path.insert(0, {str(REPO / 'tests')!r})\nimport tiny_training\n\n"
-      "def get_config():\n"
-      f"  return tiny_training.tiny_config('', {str(tmp_path / 'cache')!r}, epochs=1)\n")
+  experiment = tiny_training.write_experiment(tmp_path / "tiny.py", "", tmp_path / "cache",
+                                              epochs=1, checkpoint_every_steps=0,
+                                              steps_per_call=8)
   workdir = tmp_path / "work"
   tfds_dir = tmp_path / "tfds"  # does not exist yet: tfds creates it
   command = [sys.executable, "-c", _MOCKED_TRAIN, str(experiment), "--workdir", str(workdir),
