@@ -114,8 +114,9 @@ def _prepare(builder, manual_dir: str | None) -> None:
     first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
     raise DataError(
         f"could not download speech_commands ({first}); without internet, copy "
-        f"{' and '.join(ARCHIVES)} into a folder and set data.manual_dir to it, or extract "
-        "the archive and use source='folder'") from None
+        f"{' and '.join(ARCHIVES)} into a folder DIR and add --config.data.manual_dir=DIR, or "
+        "extract them and use --config.data.source=folder (README: Google's Speech Commands)"
+    ) from None
 
 
 def _background_from_manual_dir(manual_dir: str | None) -> list[np.ndarray]:
