@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import pathlib
-import subprocess
+import runpy
 import sys
 
 import jax
@@ -89,29 +88,22 @@ def test_pipeline_on_mocked_tfds_speech_commands(tmp_path):
   assert out.shape == (32, 16000) and np.all(np.isfinite(out)) and np.all(np.abs(out) <= 1)
 
 
-# `python -m kws_jax.train` itself, run inside mock_data (which only lives in-process).
-_MOCKED_TRAIN = """\
-import runpy, sys
-import tensorflow_datasets as tfds
-sys.argv = ["python -m kws_jax.train", *sys.argv[1:]]
-with tfds.testing.mock_data(num_examples=200, policy=tfds.testing.MockPolicy.USE_CODE):
-  runpy.run_module("kws_jax.train", run_name="__main__", alter_sys=True)
-"""
-
-
-def test_one_epoch_training_cli_on_mocked_speech_commands(tmp_path):
+def test_one_epoch_training_cli_on_mocked_speech_commands(tmp_path, monkeypatch, capsys):
+  """`python -m kws_jax.train`, run in this process: mock_data only lives in-process."""
   experiment = tiny_training.write_experiment(tmp_path / "tiny.py", "", tmp_path / "cache",
                                               epochs=1, checkpoint_every_steps=0,
                                               steps_per_call=8)
   workdir = tmp_path / "work"
   tfds_dir = tmp_path / "tfds"  # does not exist yet: tfds creates it
-  command = [sys.executable, "-c", _MOCKED_TRAIN, str(experiment), "--workdir", str(workdir),
-             "--config.data.source=speech_commands", f"--config.data.data_dir={tfds_dir}",
-             f"--config.data.wanted_words={pipeline.DEFAULT_WANTED_WORDS}"]
-  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-  assert run.returncode == 0, run.stderr[-3000:]
-  assert "test accuracy" in run.stdout
+  monkeypatch.setattr(sys, "argv", [
+      "python -m kws_jax.train", str(experiment), "--workdir", str(workdir),
+      "--config.data.source=speech_commands", f"--config.data.data_dir={tfds_dir}",
+      f"--config.data.wanted_words={pipeline.DEFAULT_WANTED_WORDS}"])
+  with _mock(200), pytest.raises(SystemExit) as exit_info:
+    runpy.run_module("kws_jax.train", run_name="__main__", alter_sys=True)
+  out, err = capsys.readouterr()
+  assert exit_info.value.code == 0, err[-3000:]
+  assert "test accuracy" in out
   results = json.loads((workdir / "results.json").read_text())
   labels = (workdir / "labels.txt").read_text().split()
   assert labels == speech_commands.LABEL_NAMES
