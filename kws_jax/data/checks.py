@@ -15,7 +15,10 @@ def check_data_paths(data: ml_collections.ConfigDict) -> None:
   """A clear DataError for a missing real-data folder, naming the override."""
   if data.get("source", "folder") == "synthetic":
     return
-  for key in ("data_dir", "background_dir"):
+  # speech_commands' data_dir is tfds' output folder, which tfds creates on first use.
+  keys = ("background_dir",) if data.get("source") == "speech_commands" else (
+      "data_dir", "background_dir")
+  for key in keys:
     value = data.get(key)
     if value and not pathlib.Path(value).exists():
       raise DataError(f"data.{key}={value}: no such folder; real Speech Commands data is "

@@ -1,30 +1,30 @@
 """Google's speech_commands through tfds.
 
-tfds' `speech_commands` builder (and `tfds.testing.mock_data` for it) imports
-TensorFlow, which the default install leaves out; without it these tests check
-the error messages and run the conversion code against a stand-in builder.
+These need no TensorFlow: they check the error messages and run the
+conversion code against a stand-in builder.
+tfds' real builder runs in test_speech_commands_tfds.py (mocked examples) and
+test_speech_commands_offline.py (archives built from ../shared/data).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 import types
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from kws_jax.configs import default as config_default
 from kws_jax.data import speech_commands
 from kws_jax.errors import DataError, KwsError
 
-HAS_TF = importlib.util.find_spec("tensorflow") is not None
 TFDS_NAMES = ["down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes",
               "_silence_", "_unknown_"]  # tfds' label order
 
 
-@pytest.mark.skipif(HAS_TF, reason="TensorFlow is installed")
-def test_without_tensorflow_the_error_names_the_extra():
+def test_without_tensorflow_the_error_names_the_extra(monkeypatch):
+  # A None entry makes `import tensorflow` fail as if it were not installed.
+  monkeypatch.setitem(sys.modules, "tensorflow", None)
   with pytest.raises(KwsError, match=r"tensorflow.*pip install 'kws_jax\[tfds\]'"):
     speech_commands.load()
 
@@ -56,8 +56,9 @@ def fake_tfds(monkeypatch):
 
 def test_download_failure_explains_manual_dir(fake_tfds):
   fake_tfds.setattr(tfds, "builder", lambda name, data_dir=None: _FakeBuilder(fail_download=True))
-  with pytest.raises(DataError, match="manual_dir.*speech_commands_v0.02.tar.gz|"
-                     "speech_commands_v0.02.tar.gz.*manual_dir"):
+  with pytest.raises(DataError, match=r"could not download speech_commands \(Failed to resolve.*"
+                     r"speech_commands_v0.02.tar.gz.*--config.data.manual_dir=DIR.*"
+                     r"--config.data.source=folder"):
     speech_commands.load()
 
 
@@ -73,33 +74,24 @@ def test_labels_are_remapped_to_tf_order_and_clips_fit(fake_tfds):
     assert not arrays.audio[1, 12000:].any()  # short clip zero-padded
 
 
-@pytest.mark.skipif(not HAS_TF or importlib.util.find_spec("pydub") is None,
-                    reason="needs the tfds extra: pip install 'kws_jax[tfds]'")
-def test_pipeline_on_mocked_tfds_speech_commands(tmp_path):
-  """The real tfds builder with mocked examples (tfds.testing.mock_data), end to end."""
-  import jax
+def test_manual_dir_that_does_not_exist_says_what_to_put_there(tmp_path):
+  with pytest.raises(DataError, match=r"data.manual_dir=.*nowhere: no such folder; put "
+                     r"speech_commands_v0.02.tar.gz and speech_commands_test_set_v0.02.tar.gz"):
+    speech_commands.load(manual_dir=str(tmp_path / "nowhere"))
 
-  from kws_jax.data import pipeline
-  cfg = config_default.data_config()
-  cfg.update(source="speech_commands", data_dir=str(tmp_path / "tfds"), time_shift_ms=10.0)
-  with tfds.testing.mock_data(num_examples=240):
-    ds = pipeline.load_dataset(cfg, 0)
-    expected = {}
-    names = tfds.builder("speech_commands").info.features["label"].names
-    for split in ("train", "validation", "test"):
-      expected[split] = [names[int(ex["label"])] for ex in
-                         tfds.as_numpy(tfds.builder("speech_commands").as_dataset(split=split))]
-  assert ds.label_names == speech_commands.LABEL_NAMES
-  assert ds.train.audio.shape == (240, 16000) and ds.train.audio.dtype == np.int16
-  assert [ds.label_names[i] for i in ds.train.labels] == expected["train"]
-  # Evaluation splits hold tfds' own _silence_ clips, so they are used as they are.
-  assert [ds.label_names[i] for i in ds.test.labels] == expected["test"]
-  # No noise recordings: tfds' _silence_ clips become the background bank.
-  assert ds.background.shape == (np.sum(ds.train.labels == 0), 16000)
-  epoch = pipeline.training_epoch(ds, cfg, 0, 0)
-  wanted = int(np.sum(ds.train.labels >= 2))
-  assert np.sum(epoch.labels >= 2) == wanted
-  assert np.sum(epoch.labels == 1) == min(np.sum(ds.train.labels == 1), -(-wanted // 10))
-  audio, labels = next(pipeline.batches(epoch, 32))
-  out = np.asarray(pipeline.make_augment_fn(cfg, ds)(jax.random.key(0), audio, labels))
-  assert out.shape == (32, 16000) and np.all(np.isfinite(out)) and np.all(np.abs(out) <= 1)
+
+def test_manual_dir_missing_an_archive_names_it(tmp_path):
+  (tmp_path / "speech_commands_v0.02.tar.gz").write_bytes(b"x")
+  with pytest.raises(DataError) as info:
+    speech_commands.load(manual_dir=str(tmp_path))
+  message = str(info.value)
+  assert message.startswith(f"data.manual_dir={tmp_path}: speech_commands_test_set_v0.02.tar.gz "
+                            "missing; tfds needs both")
+  assert "\n" not in message
+
+
+def test_manual_dir_holding_extracted_clips_points_to_the_folder_source(tmp_path):
+  (tmp_path / "yes").mkdir()
+  with pytest.raises(DataError, match=r"holds extracted clips.*--config.data.source=folder "
+                     rf"--config.data.data_dir={tmp_path}$"):
+    speech_commands.load(manual_dir=str(tmp_path))
