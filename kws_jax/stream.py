@@ -164,8 +164,11 @@ def jax_runner(workdir: str, reset: str,
 
 def iree_runner(module_dir: str, reset: str) -> _Runner:
   from kws_jax import iree_runner as runner_lib
+  from kws_jax.deploy import firmware_runner
 
-  step = runner_lib.IreeStep(module_dir)
+  # A firmware dir (python -m kws_jax.compile ... --firmware) runs under QEMU.
+  step = (firmware_runner.FirmwareStep(module_dir) if firmware_runner.is_firmware_dir(module_dir)
+          else runner_lib.IreeStep(module_dir))
   has_vad = "vad_active" in step.output_names
   if (reset == "vad") != has_vad:
     raise ConfigError(f"{module_dir}: the module was exported {'with' if has_vad else 'without'} "
@@ -328,7 +331,8 @@ def listen(runner: _Runner, settings: SmoothingSettings, wav: str | None, second
 def _add_source(p: argparse.ArgumentParser) -> None:
   src = p.add_mutually_exclusive_group(required=True)
   src.add_argument("--workdir", help="training workdir: runs the JAX streaming step")
-  src.add_argument("--module", help="compiled host-cpu dir (or its .vmfb) from kws_jax.compile")
+  src.add_argument("--module", help="compiled host-cpu dir (or its .vmfb) from kws_jax.compile, "
+                   "or a firmware dir (--firmware), run under QEMU")
   p.add_argument("--reset", default="never", help="never | clip (oracle) | vad")
   p.add_argument("--threshold", type=float, default=SmoothingSettings.detection_threshold)
   p.add_argument("--average-window-ms", type=float, default=SmoothingSettings.average_window_ms)

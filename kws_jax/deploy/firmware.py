@@ -70,10 +70,8 @@ def build_firmware(compiled_dir: str | os.PathLike, target_name: str | None = No
   """Links `compiled_dir/kws_firmware.elf`; returns (and writes) firmware.json's content."""
   out = pathlib.Path(compiled_dir)
   meta, report = compile_lib.load_compiled(out)
-  if target_name is not None and report["target"] != target_name:
-    raise ExportError(f"{out} was compiled for {report['target']}, not {target_name}: compile the "
-                      f"export for {target_name} (python -m kws_jax.compile EXPORT --target "
-                      f"{target_name} --firmware --out DIR)")
+  if target_name is not None:
+    _check_target(out, report, target_name)
   target, board = load_board(report["target"])
   target["name"] = report["target"]
   check_compiler(board)
@@ -97,6 +95,13 @@ def build_firmware(compiled_dir: str | os.PathLike, target_name: str | None = No
                                   + info["sizes"]["stack_high_water"])
     (out / FIRMWARE_FILE).write_text(json.dumps(info, indent=1) + "\n")
   return info
+
+
+def _check_target(out: pathlib.Path, report: dict[str, Any], target_name: str) -> None:
+  if report["target"] != target_name:
+    raise ExportError(f"{out} was compiled for {report['target']}, not {target_name}: compile the "
+                      f"export for {target_name} (python -m kws_jax.compile EXPORT --target "
+                      f"{target_name} --firmware --out DIR)")
 
 
 def _zeros(n: int):
@@ -193,3 +198,26 @@ def summary(info: dict[str, Any]) -> str:
     line += (f"; heap high-water {s['heap_high_water']:,} B, stack {s['stack_high_water']:,} B, "
              f"RAM in all {s['ram_bytes']:,} B")
   return line
+
+
+def main(args) -> int:
+  """`python -m kws_jax.compile ... --firmware`: compile (unless given a compiled dir), then link."""
+  source = pathlib.Path(args.export_dir or "")
+  if not (args.export_dir and args.target):
+    raise ExportError("give EXPORT_DIR (or a compiled dir), --target NAME and --out OUT_DIR "
+                      "with --firmware")
+  board = load_board(args.target)[1]
+  if (source / compile_lib.COMPILE_FILE).is_file():
+    out = source   # already compiled: check its target before anything slow
+    _check_target(out, compile_lib.load_compiled(out)[1], args.target)
+    check_compiler(board)
+  else:
+    check_compiler(board)
+    if not args.out:
+      raise ExportError("give --out OUT_DIR for the compiled dir and its firmware")
+    out = pathlib.Path(args.out)
+    compile_lib.compile_export(source, args.target, out, extra_flags=args.iree_flag)
+    print(f"compiled {source} for {args.target} -> {out}")
+  info = build_firmware(out, args.target, iree_source=args.iree_source)
+  print(f"{out / ELF_FILE}: {summary(info)}")
+  return 0

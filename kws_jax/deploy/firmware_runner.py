@@ -259,3 +259,7 @@ class FirmwareStep:
       raise ExportError("FirmwareStep(..., count_instructions=True) counts instructions")
     self.close()
     return list(self.hop_instructions)
+
+
+def is_firmware_dir(path: str | os.PathLike) -> bool:
+  return (pathlib.Path(path) / firmware_lib.FIRMWARE_FILE).is_file()
