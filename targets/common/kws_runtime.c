@@ -24,6 +24,10 @@
 #include "iree/base/threading/numa.h"
 #endif
 
+#ifndef KWS_ARENA_BLOCK_SIZE
+#define KWS_ARENA_BLOCK_SIZE (4 * 1024)  // IREE's minimum
+#endif
+
 static iree_runtime_instance_t* g_instance;
 static iree_hal_device_t* g_device;
 static iree_runtime_session_t* g_session;
@@ -57,6 +61,9 @@ static iree_status_t create_device(iree_allocator_t host_allocator, iree_hal_dev
                                                         host_allocator, &device_allocator);
   iree_hal_sync_device_params_t params;
   iree_hal_sync_device_params_initialize(&params);
+  // The default 32 KiB blocks are sized for host transients; a step's command
+  // buffers need far less, and every block is RAM on a microcontroller.
+  params.arena_block_size = KWS_ARENA_BLOCK_SIZE;
 #if KWS_IREE_LEGACY_DEVICE_API
   if (iree_status_is_ok(status)) {
     status = iree_hal_sync_device_create(identifier, &params, /*loader_count=*/1, &loader,
