@@ -115,7 +115,9 @@ class FirmwareStep:
     text = log.read_text(errors="replace").strip() if log and log.is_file() else ""
     code = self._proc.poll() if self._proc else None
     self.close()
-    last = text.splitlines()[-1][:300] if text else "no output"
+    # The status message, not IREE's call-stack lines that follow it.
+    lines = [l for l in text.splitlines() if l.strip() and not l.lstrip().startswith("[")]
+    last = lines[-1][:300] if lines else (text[-300:] or "no output")
     return ExportError(f"firmware {self.dir / self.info['elf']} under {self.info['qemu'][0]}: "
                        f"{what} (exit status {code}): {last}")
 

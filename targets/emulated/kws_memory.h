@@ -3,7 +3,7 @@
 #define KWS_MEMORY_H_
 #include <stddef.h>
 
-// Bytes of heap taken from the linker's `end` (newlib's program break never shrinks).
+// Highest program break reached, in bytes above the linker's `end` (the heap's peak).
 size_t kws_heap_high_water(void);
 // Bytes of the stack ever used (the stack is painted with a pattern at reset).
 size_t kws_stack_high_water(void);

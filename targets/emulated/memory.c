@@ -1,7 +1,7 @@
 // Heap and stack high-water marks (kws_memory.h), shared by the emulated boards.
 // The linker script defines `end` (heap start) and __stack_bottom/__stack_top.
+#include <stddef.h>
 #include <stdint.h>
-#include <unistd.h>
 
 #include "kws_memory.h"
 
@@ -16,7 +16,20 @@ void kws_paint_stack(void) {
   for (volatile uint32_t* p = &__stack_bottom; p < (uint32_t*)&here - 64; ++p) *p = KWS_STACK_PAINT;
 }
 
-size_t kws_heap_high_water(void) { return (size_t)((char*)sbrk(0) - &end); }
+// newlib's free() gives the top of the heap back (sbrk with a negative increment)
+// once 128 KiB are free there, so the current break is no high-water mark: the
+// firmware links with -Wl,--wrap=_sbrk and every break move passes through here.
+void* __real__sbrk(ptrdiff_t increment);
+static char* g_highest_break;
+
+void* __wrap__sbrk(ptrdiff_t increment) {
+  void* previous = __real__sbrk(increment);
+  char* now = (char*)__real__sbrk(0);
+  if (now > g_highest_break) g_highest_break = now;
+  return previous;
+}
+
+size_t kws_heap_high_water(void) { return g_highest_break ? (size_t)(g_highest_break - &end) : 0; }
 
 size_t kws_stack_high_water(void) {
   const uint32_t* p = &__stack_bottom;

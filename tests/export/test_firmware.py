@@ -26,7 +26,10 @@ _BUILT: dict[str, pathlib.Path] = {}
 
 
 def _missing_tools(target: str) -> str | None:
-  _, board = firmware.load_board(target)
+  try:
+    _, board = firmware.load_board(target)
+  except ExportError as e:
+    return str(e)
   for tool, package in ((board["compiler"], " ".join(board["debian_packages"])),
                         (board["qemu"][0], board["qemu_debian_package"])):
     if shutil.which(tool) is None:
@@ -162,3 +165,33 @@ def test_dir_compiled_for_another_target_is_refused(compiled, capsys):
 def test_firmware_runner_refuses_a_dir_without_firmware(compiled):
   with pytest.raises(ExportError, match="no firmware.json; build the firmware"):
     firmware_runner.FirmwareStep(compiled("cortex-m4"))
+
+
+@pytest.fixture(scope="session")
+def int8_dirs(trained_gru, tmp_path_factory):
+  """(host-cpu dir, cortex-m4 dir) of the tiny GRU exported with int8 weights."""
+  from kws_jax import export
+  exported = tmp_path_factory.mktemp("export_int8")
+  export.export_trained(trained_gru, exported, quantize="int8", chunk_hops=0)
+  dirs = []
+  for target in ("host-cpu", "cortex-m4"):
+    out = tmp_path_factory.mktemp(f"int8_{target}")
+    compile_lib.compile_export(exported, target, out)
+    dirs.append(out)
+  return dirs
+
+
+def test_int8_cortex_m4_firmware_matches_the_int8_host_module(int8_dirs, test_clip):
+  from kws_jax import iree_runner
+  reason = _missing_tools("cortex-m4")
+  if reason:
+    pytest.skip(reason)
+  host_dir, m4_dir = int8_dirs
+  firmware.build_firmware(m4_dir, "cortex-m4")
+  step = firmware_runner.FirmwareStep(m4_dir)
+  audio = test_clip[:30 * step.hop_size]
+  _, host = iree_runner.IreeStep(host_dir, use_chunk=False).run(audio)
+  _, got = step.run(audio)
+  step.close()
+  # Same int8 products (exact in int32); float parts may round differently per core.
+  np.testing.assert_allclose(got["scores"], host["scores"], atol=1e-5, rtol=0)
