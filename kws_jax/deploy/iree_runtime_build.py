@@ -219,7 +219,8 @@ def built_runtime(target: dict[str, Any], firmware: dict[str, Any], source: path
                  "-DCMAKE_BUILD_TYPE=MinSizeRel", f"-DIREE_SOURCE_DIR={source}",
                  f"-DIREE_HOST_BIN_DIR={iree_host_bin_dir()}",
                  "-DKWS_BOARD_SOURCES=" + ";".join(resolve(p) for p in firmware["board_sources"]),
-                 f"-DKWS_LINKER_SCRIPT={resolve(firmware['linker_script'])}",
+                 "-DKWS_LINKER_SCRIPT=" + (resolve(firmware["linker_script"])
+                                           if firmware.get("linker_script") else ""),
                  "-DKWS_LINK_DIRS=" + ";".join(resolve(p) for p in firmware.get("link_dirs", [])),
                  "-DKWS_LINK_FLAGS=" + " ".join(firmware.get("link_flags", []))]
     steps = [configure, [cmake, "--build", str(build), "--target", PROBE, "-j2"]]

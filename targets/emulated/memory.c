@@ -18,13 +18,21 @@ void kws_paint_stack(void) {
 
 // newlib's free() gives the top of the heap back (sbrk with a negative increment)
 // once 128 KiB are free there, so the current break is no high-water mark: the
-// firmware links with -Wl,--wrap=_sbrk and every break move passes through here.
-void* __real__sbrk(ptrdiff_t increment);
+// firmware links with -Wl,--wrap=KWS_SBRK (the C library's break function: newlib
+// `_sbrk`, picolibc `sbrk`) and every break move passes through here.
+#ifndef KWS_SBRK
+#define KWS_SBRK _sbrk
+#endif
+#define KWS_PASTE2(a, b) a##b
+#define KWS_PASTE(a, b) KWS_PASTE2(a, b)
+#define KWS_REAL_SBRK KWS_PASTE(__real_, KWS_SBRK)
+#define KWS_WRAP_SBRK KWS_PASTE(__wrap_, KWS_SBRK)
+void* KWS_REAL_SBRK(ptrdiff_t increment);
 static char* g_highest_break;
 
-void* __wrap__sbrk(ptrdiff_t increment) {
-  void* previous = __real__sbrk(increment);
-  char* now = (char*)__real__sbrk(0);
+void* KWS_WRAP_SBRK(ptrdiff_t increment) {
+  void* previous = KWS_REAL_SBRK(increment);
+  char* now = (char*)KWS_REAL_SBRK(0);
   if (now > g_highest_break) g_highest_break = now;
   return previous;
 }

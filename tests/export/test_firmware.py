@@ -181,6 +181,7 @@ def int8_dirs(trained_gru, tmp_path_factory):
   return dirs
 
 
+@pytest.mark.slow
 def test_int8_cortex_m4_firmware_matches_the_int8_host_module(int8_dirs, test_clip):
   from kws_jax import iree_runner
   reason = _missing_tools("cortex-m4")
