@@ -240,7 +240,8 @@ def built_runtime(target: dict[str, Any], firmware: dict[str, Any], source: path
 
 def _first_error(log_path: pathlib.Path) -> str:
   lines = log_path.read_text(errors="replace").splitlines()
-  errors = [l.strip() for l in lines if "error" in l.lower() and "Werror" not in l]
+  errors = ([l.strip() for l in lines if "error:" in l]
+            or [l.strip() for l in lines if "error" in l.lower() and "Werror" not in l])
   return (errors or lines[-1:] or ["no message"])[0][:300]
 
 

@@ -182,6 +182,9 @@ def int8_dirs(trained_gru, tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=ExportError,
+                   reason="int8 matrix products fail in the firmware runtime (b48a5955): "
+                          "command_buffer_validation OUT_OF_RANGE; BUILD.md section 5")
 def test_int8_cortex_m4_firmware_matches_the_int8_host_module(int8_dirs, test_clip):
   from kws_jax import iree_runner
   reason = _missing_tools("cortex-m4")
