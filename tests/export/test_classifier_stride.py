@@ -34,9 +34,8 @@ def test_strided_scores_are_the_plain_steps_held_for_k_hops(tiny_dscnn, test_cli
   assert strided.info["classifier_stride"] == STRIDE
 
 
-def test_stride_needs_a_window_model(trained_gru):
-  with pytest.raises(ConfigError, match="needs a window model .*GRU|needs a window model"):
+def test_stride_needs_a_window_model(trained_gru, tiny_dscnn):
+  with pytest.raises(ConfigError, match="needs a window model"):
     streaming.make_step(trained_gru, classifier_stride=2)
   with pytest.raises(ConfigError, match="must be >= 1"):
-    classifier_stride.ClassifierStride(tiny_trained("tf_speech_commands", "dscnn", filters=8,
-                                                    num_blocks=1).model, 0)
+    classifier_stride.ClassifierStride(tiny_dscnn.model, 0)
