@@ -18,7 +18,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from kws_jax import audio as audio_lib
 from kws_jax import errors
+from kws_jax.deploy import firmware_runner
 
 
 def synthetic_audio(samples: int, sample_rate: int = 16000) -> np.ndarray:
@@ -29,7 +31,6 @@ def synthetic_audio(samples: int, sample_rate: int = 16000) -> np.ndarray:
 
 
 def measure(firmware_dir: str, audio: np.ndarray, hops: int) -> dict[str, Any]:
-  from kws_jax.deploy import firmware_runner
   step = firmware_runner.FirmwareStep(firmware_dir, count_instructions=True)
   needed = hops * step.hop_size
   audio = np.pad(audio, (0, max(0, needed - audio.size)))[:needed]
@@ -59,9 +60,7 @@ def main(argv: Sequence[str]) -> int:
   parser.add_argument("--hops", type=int, default=100, help="hops to count (default 100)")
   parser.add_argument("--json", action="store_true", help="print the figures as JSON")
   args = parser.parse_args(argv)
-  from kws_jax import audio as audio_lib
-  from kws_jax.deploy import firmware
-  meta = firmware.load_firmware(args.firmware_dir)[0]
+  meta = firmware_runner.load_firmware(args.firmware_dir)[0]
   audio = (audio_lib.read_audio(args.wav, int(meta["sample_rate"])) if args.wav
            else synthetic_audio(args.hops * int(meta["hop_size"]), int(meta["sample_rate"])))
   r = measure(args.firmware_dir, audio, args.hops)

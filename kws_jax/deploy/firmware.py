@@ -20,13 +20,14 @@ import shutil
 import subprocess
 from typing import Any, Callable
 
+import numpy as np
 from elftools.elf.elffile import ELFFile
 
 from kws_jax import compile as compile_lib
-from kws_jax.deploy import iree_runtime_build
+from kws_jax.deploy import firmware_runner, iree_runtime_build
+from kws_jax.deploy.firmware_runner import FIRMWARE_FILE
 from kws_jax.errors import ExportError
 
-FIRMWARE_FILE = "firmware.json"
 ELF_FILE = "kws_firmware.elf"
 BOARD_FILE = "firmware.json"   # targets/<name>/firmware.json
 # The firmware calls this (empty) function before and after each step, so that the
@@ -80,13 +81,12 @@ def build_firmware(compiled_dir: str | os.PathLike, target_name: str | None = No
   elf = link(out, runtime)
   info = {"target": report["target"], "board": board["board"], "qemu": board["qemu"],
           "qemu_debian_package": board.get("qemu_debian_package"),
-          "elf": ELF_FILE, "elf_sha256": iree_runtime_build._file_hash(elf),
+          "elf": ELF_FILE, "elf_sha256": iree_runtime_build.file_hash(elf),
           "iree_source": source.name, "runtime_build": runtime.name,
           "sizes": elf_sizes(elf), "mark_address": mark_address(elf)}
   info["sizes"]["flash_bytes"] = info["sizes"]["text"] + info["sizes"]["data"]
   (out / FIRMWARE_FILE).write_text(json.dumps(info, indent=1) + "\n")
   if shutil.which(board["qemu"][0]):
-    from kws_jax.deploy import firmware_runner
     with firmware_runner.FirmwareStep(out) as step:
       step.step(step.initial_state(), _zeros(meta["hop_size"]))
       info["sizes"].update(step.memory())
@@ -104,8 +104,7 @@ def _check_target(out: pathlib.Path, report: dict[str, Any], target_name: str) -
                       f"{target_name} --firmware --out DIR)")
 
 
-def _zeros(n: int):
-  import numpy as np
+def _zeros(n: int) -> np.ndarray:
   return np.zeros(n, np.float32)
 
 
@@ -172,21 +171,6 @@ def mark_address(elf: pathlib.Path) -> int:
       if sym.name == MARK_SYMBOL:
         return int(sym["st_value"]) & ~1
   raise ExportError(f"{elf}: no {MARK_SYMBOL} symbol; build the firmware again")
-
-
-def load_firmware(firmware_dir: str | os.PathLike) -> tuple[dict, dict, dict]:
-  """(meta, compile report, firmware.json) of a firmware dir, checking the ELF is the one built."""
-  root = pathlib.Path(firmware_dir)
-  meta, report = compile_lib.load_compiled(root)
-  path = root / FIRMWARE_FILE
-  if not path.is_file():
-    raise ExportError(f"{root}: no {FIRMWARE_FILE}; build the firmware with `python -m "
-                      f"kws_jax.compile {root} --target {report['target']} --firmware`")
-  info = json.loads(path.read_text())
-  elf = root / info["elf"]
-  if not elf.is_file() or iree_runtime_build._file_hash(elf) != info["elf_sha256"]:
-    raise ExportError(f"{elf} is missing or does not match {FIRMWARE_FILE}; build the firmware again")
-  return meta, report, info
 
 
 def summary(info: dict[str, Any]) -> str:

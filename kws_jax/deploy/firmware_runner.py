@@ -17,6 +17,7 @@ step.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import select
@@ -31,19 +32,35 @@ import numpy as np
 
 from kws_jax import compile as compile_lib
 from kws_jax import export
-from kws_jax.deploy import firmware as firmware_lib
 from kws_jax.deploy import iree_runtime_build
 from kws_jax.errors import ExportError
 
+FIRMWARE_FILE = "firmware.json"   # written by kws_jax.deploy.firmware beside the compiled files
 QUIT, STEP, SET_STATE, GET_STATE, INFO = range(5)
 # No reply within this long means the firmware hung (a real step takes well under 1 s).
 REPLY_TIMEOUT_S = 120.0
 
 
+def load_firmware(firmware_dir: str | os.PathLike) -> tuple[dict, dict, dict]:
+  """(meta, compile report, firmware.json) of a firmware dir, checking the ELF is the one built."""
+  root = pathlib.Path(firmware_dir)
+  meta, report = compile_lib.load_compiled(root)
+  path = root / FIRMWARE_FILE
+  if not path.is_file():
+    raise ExportError(f"{root}: no {FIRMWARE_FILE}; build the firmware with `python -m "
+                      f"kws_jax.compile {root} --target {report['target']} --firmware`")
+  info = json.loads(path.read_text())
+  elf = root / info["elf"]
+  if not elf.is_file() or iree_runtime_build.file_hash(elf) != info["elf_sha256"]:
+    raise ExportError(f"{elf} is missing or does not match {FIRMWARE_FILE}; build the firmware again")
+  return meta, report, info
+
+
+
 def plugin_path() -> pathlib.Path:
   """The instruction-count plugin, compiled with the host's C compiler into the cache."""
   source = compile_lib.targets_dir() / "emulated" / "insn_count_plugin.c"
-  key = iree_runtime_build._file_hash(source)[:12]
+  key = iree_runtime_build.file_hash(source)[:12]
   out = iree_runtime_build.cache_root() / f"insn_count-{key}.so"
   if not out.is_file():
     compiler = shutil.which("cc") or shutil.which("gcc")
@@ -65,7 +82,7 @@ class FirmwareStep:
 
   def __init__(self, firmware_dir: str | os.PathLike, count_instructions: bool = False):
     self.dir = pathlib.Path(firmware_dir)
-    self.meta, self.report, self.info = firmware_lib.load_firmware(self.dir)
+    self.meta, self.report, self.info = load_firmware(self.dir)
     self.count_instructions = count_instructions
     self.num_outputs = len(self.meta["outputs"]) - len(self.meta["state"])
     self.output_names = [o["name"] for o in self.meta["outputs"][:self.num_outputs]]
@@ -264,4 +281,4 @@ class FirmwareStep:
 
 
 def is_firmware_dir(path: str | os.PathLike) -> bool:
-  return (pathlib.Path(path) / firmware_lib.FIRMWARE_FILE).is_file()
+  return (pathlib.Path(path) / FIRMWARE_FILE).is_file()

@@ -60,7 +60,7 @@ def default_iree_source() -> pathlib.Path | None:
   return found[-1] if found else None
 
 
-def _file_hash(path: pathlib.Path) -> str:
+def file_hash(path: pathlib.Path) -> str:
   digest = hashlib.sha256()
   with open(path, "rb") as f:
     for block in iter(lambda: f.read(1 << 20), b""):
@@ -92,7 +92,7 @@ def prepared_source(source: str | os.PathLike | None) -> pathlib.Path:
   if path.is_file():
     if not tarfile.is_tarfile(path):
       raise _not_iree(path, "not a directory or a tar archive")
-    key = _file_hash(path)[:12]
+    key = file_hash(path)[:12]
   else:
     if not _is_source_tree(path):
       raise _not_iree(path, "no runtime/src/iree/runtime/api.h or third_party/flatcc")
