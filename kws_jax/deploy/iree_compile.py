@@ -276,7 +276,15 @@ def main(argv: Sequence[str]) -> int:
   parser.add_argument("--list-targets", action="store_true", help="print the targets and exit")
   parser.add_argument("--iree-flag", action="append", default=[],
                       help="extra iree-compile flag (repeatable), e.g. --iree-flag=--mlir-timing")
+  parser.add_argument("--firmware", action="store_true",
+                      help="also link firmware for the target's emulated board (QEMU); EXPORT_DIR "
+                           "may be an already compiled dir (BUILD.md section 5)")
+  parser.add_argument("--iree-source", help="IREE runtime sources for --firmware: a checkout or "
+                      "a tarball (default: ../shared/vendor/iree-runtime-src-*.tar.xz)")
   args = parser.parse_args(argv)
+  if args.firmware:
+    from kws_jax.deploy import firmware  # lazy: firmware imports this module
+    return firmware.main(args)
   if args.list_targets:
     for name in list_targets():
       print(f"{name:12s} {load_target(name)['description']}")

@@ -271,7 +271,8 @@ def export_trained(trained: Trained,
                    smoothing: bool | None = None,
                    chunk_hops: int | None = None,
                    chunk_unroll: bool = False,
-                   vad_options: Mapping[str, float] | None = None) -> dict[str, Any]:
+                   vad_options: Mapping[str, float] | None = None,
+                   classifier_stride: int = 1) -> dict[str, Any]:
   """Exports a trained model's streaming step with its featurizer variants.
 
   The trained spectrum is the default variant; the "dft" (matmul) variant is added
@@ -289,7 +290,8 @@ def export_trained(trained: Trained,
       continue  # IREE compiles power-of-two FFTs only; the DFT variant covers the rest.
     variants[name] = streaming_step.make_step(trained, vad=vad, smoothing=smoothing,
                                               spectrum=None if name == spectrum else name,
-                                              vad_options=vad_options)
+                                              vad_options=vad_options,
+                                              classifier_stride=classifier_stride)
   extra: dict[str, Any] = {"quantization": None}
   if quantize is not None:
     if quantize != "int8":
@@ -323,6 +325,9 @@ def main(argv: Sequence[str]) -> int:
   parser.add_argument("--chunk-unroll", action="store_true",
                       help="write the chunk's hops out without a loop (faster on IREE's CPU "
                            "backend, longer compile)")
+  parser.add_argument("--classifier-stride", type=int, default=1, metavar="K",
+                      help="window CNNs: run the network every K hops, the featurizer every hop "
+                           "(divides the network's cost by K; scores held in between)")
   parser.add_argument("--force", action="store_true", help="replace an existing export dir")
   args = parser.parse_args(argv)
   out = pathlib.Path(args.out)
@@ -337,7 +342,8 @@ def main(argv: Sequence[str]) -> int:
   flag = {"auto": None, "on": True, "off": False}
   meta = export_trained(trained, out, quantize=args.quantize, vad=flag[args.vad],
                         smoothing=flag[args.smoothing], chunk_hops=args.chunk_hops,
-                        chunk_unroll=args.chunk_unroll, vad_options=vad_options)
+                        chunk_unroll=args.chunk_unroll, vad_options=vad_options,
+                        classifier_stride=args.classifier_stride)
   sizes = {name: (out / m["bytecode"]).stat().st_size for name, m in meta["modules"].items()}
   print(f"exported {args.workdir} -> {out}: hop {meta['hop_size']} samples at "
         f"{meta['sample_rate']} Hz, {len(meta['labels'])} classes, {len(meta['state'])} state "

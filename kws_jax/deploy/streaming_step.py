@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kws_jax.deploy import protocol
+from kws_jax.deploy.classifier_stride import ClassifierStride
 from kws_jax.errors import ConfigError, ExportError
 from kws_jax.ops import frontend
 from kws_jax.ops import smoothing as smoothing_ops
@@ -194,7 +195,8 @@ def make_step(trained: Trained,
               vad: bool | None = None,
               smoothing: bool | None = None,
               spectrum: str | None = None,
-              vad_options: Mapping[str, Any] | None = None) -> StreamingStep:
+              vad_options: Mapping[str, Any] | None = None,
+              classifier_stride: int = 1) -> StreamingStep:
   """The streaming step of a trained model.
 
   Args:
@@ -206,6 +208,8 @@ def make_step(trained: Trained,
     spectrum: override the frontend's spectrum ("rfft" or "dft", DFT-as-matmul, which
       IREE's Vulkan backend needs); None keeps the trained featurizer. Both compute
       the same features up to float rounding.
+    classifier_stride: run a window model's network every k hops only, holding its
+      scores in between (kws_jax.deploy.classifier_stride); 1: every hop.
   """
   frontend_params = trained.frontend
   if spectrum is not None:
@@ -227,7 +231,11 @@ def make_step(trained: Trained,
   data_section = _section(config, "data")
   info["window_ms"] = float(data_section.get("clip_duration_ms", 1000.0)
                             if data_section is not None else 1000.0)
-  return make_step_from_parts(frontend_params, trained.model, trained.variables,
+  model = trained.model
+  if classifier_stride != 1:
+    model = ClassifierStride(model, classifier_stride)
+    info["classifier_stride"] = int(classifier_stride)
+  return make_step_from_parts(frontend_params, model, trained.variables,
                               trained.label_names, vad_params=vad_params,
                               vad_reset_delay_ms=reset_delay_ms,
                               smoothing_params=smoothing_params, info=info)

@@ -35,7 +35,8 @@ from kws_jax.streameval.settings import (
 def _add_source(p: argparse.ArgumentParser) -> None:
   src = p.add_mutually_exclusive_group(required=True)
   src.add_argument("--workdir", help="training workdir: runs the JAX streaming step")
-  src.add_argument("--module", help="compiled host-cpu dir (or its .vmfb) from kws_jax.compile")
+  src.add_argument("--module", help="compiled host-cpu dir (or its .vmfb) from kws_jax.compile, "
+                   "or a firmware dir (--firmware), run under QEMU")
   p.add_argument("--reset", default="never", help="never | clip (oracle) | vad")
   p.add_argument("--threshold", type=float, default=SmoothingSettings.detection_threshold)
   p.add_argument("--average-window-ms", type=float, default=SmoothingSettings.average_window_ms)

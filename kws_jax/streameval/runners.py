@@ -9,8 +9,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from kws_jax.deploy import firmware_runner, protocol, streaming_step
 from kws_jax.deploy import iree_runner as iree_runner_lib
-from kws_jax.deploy import protocol, streaming_step
 from kws_jax.errors import ConfigError
 from kws_jax.runs import trained_model
 
@@ -75,7 +75,9 @@ def jax_runner(workdir: str, reset: str,
 
 
 def iree_runner(module_dir: str, reset: str) -> StreamRunner:
-  step = iree_runner_lib.IreeStep(module_dir)
+  # A firmware dir (python -m kws_jax.compile ... --firmware) runs under QEMU.
+  step = (firmware_runner.FirmwareStep(module_dir) if firmware_runner.is_firmware_dir(module_dir)
+          else iree_runner_lib.IreeStep(module_dir))
   has_vad = "vad_active" in step.output_names
   if (reset == "vad") != has_vad:
     raise ConfigError(f"{module_dir}: the module was exported {'with' if has_vad else 'without'} "

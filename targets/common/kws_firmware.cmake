@@ -23,24 +23,11 @@ foreach(file kws_step_lib.o kws_step_lib.h kws_step_emitc.h kws_step_io.h)
   endif()
 endforeach()
 
-# IREE runtime only, single-threaded, synchronous CPU driver, no file system
-# (iree.dev "Running on a bare-metal platform").
-set(IREE_BUILD_COMPILER OFF CACHE BOOL "" FORCE)
-set(IREE_BUILD_TESTS OFF CACHE BOOL "" FORCE)
-set(IREE_BUILD_SAMPLES OFF CACHE BOOL "" FORCE)
-set(IREE_BUILD_BINDINGS_TFLITE OFF CACHE BOOL "" FORCE)
-set(IREE_BUILD_BINDINGS_TFLITE_JAVA OFF CACHE BOOL "" FORCE)
-set(IREE_ENABLE_THREADING OFF CACHE BOOL "" FORCE)
-set(IREE_HAL_DRIVER_DEFAULTS OFF CACHE BOOL "" FORCE)
-set(IREE_HAL_DRIVER_LOCAL_SYNC ON CACHE BOOL "" FORCE)
-set(IREE_HAL_EXECUTABLE_LOADER_DEFAULTS OFF CACHE BOOL "" FORCE)
-set(IREE_HAL_EXECUTABLE_PLUGIN_DEFAULTS OFF CACHE BOOL "" FORCE)
-add_compile_definitions(
-  IREE_PLATFORM_GENERIC=1
-  IREE_SYNCHRONIZATION_DISABLE_UNSAFE=1
-  IREE_FILE_IO_ENABLE=0
-  "IREE_TIME_NOW_FN=\{return 0;\}"
-  "IREE_WAIT_UNTIL_FN=kws_wait_until")
+# The IREE runtime with the options and bare-metal configuration that
+# kws_jax.deploy.firmware uses for the emulated boards (runtime/CMakeLists.txt,
+# iree_bare_metal.h; BUILD.md section 5 says why each is there). IREE_SOURCE_DIR
+# must carry the iree_vm_ref_t alignment fix of BUILD.md section 5 on 32-bit cores.
+include("${CMAKE_CURRENT_LIST_DIR}/runtime/iree_options.cmake")
 add_subdirectory("${IREE_SOURCE_DIR}" iree EXCLUDE_FROM_ALL)
 
 # The model: dispatch code as an object, the VM module as EmitC C (in main.c).
@@ -49,12 +36,15 @@ set_target_properties(kws_model PROPERTIES IMPORTED_OBJECTS "${KWS_COMPILED_DIR}
 
 add_executable(kws_firmware
   "${CMAKE_CURRENT_LIST_DIR}/main.c"
+  "${CMAKE_CURRENT_LIST_DIR}/kws_runtime.c"
+  "${CMAKE_CURRENT_LIST_DIR}/generic_proactor.c"
+  "${CMAKE_CURRENT_LIST_DIR}/newlib_shims.c"
   "${CMAKE_CURRENT_LIST_DIR}/wait_until.c"
   ${KWS_BOARD_SOURCES})
-target_include_directories(kws_firmware PRIVATE "${KWS_COMPILED_DIR}")
-target_compile_definitions(kws_firmware PRIVATE EMITC_IMPLEMENTATION)
+target_include_directories(kws_firmware PRIVATE "${KWS_COMPILED_DIR}" "${CMAKE_CURRENT_LIST_DIR}")
 target_link_libraries(kws_firmware PRIVATE
   kws_model
+  iree::async::platform::js::proactor
   iree::runtime
   iree::hal::drivers::local_sync::sync_driver
   iree::hal::local::loaders::static_library_loader

@@ -1,0 +1,2 @@
+// The firmware without a model: see CMakeLists.txt.
+int main(void) { return 0; }
