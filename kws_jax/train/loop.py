@@ -253,7 +253,15 @@ def end_epoch(run: TrainingRun, epoch: int, num_batches: int, seconds: float,
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict:
-  """Trains (resuming from `workdir` when it holds a checkpoint) and returns results.json's dict."""
+  """Trains (resuming from `workdir` when it holds a checkpoint) and returns results.json's dict.
+
+  One run at a time per workdir (train.lock): a second is refused, naming the first.
+  """
+  with workdir_lib.locked(pathlib.Path(workdir).resolve()):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict:
   optimizer.validate_config(config)
   workdir = pathlib.Path(workdir).resolve()
   data_checks.check_data_paths(config.data)

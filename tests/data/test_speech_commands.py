@@ -103,3 +103,16 @@ def test_pipeline_on_mocked_tfds_speech_commands(tmp_path):
   audio, labels = next(pipeline.batches(epoch, 32))
   out = np.asarray(pipeline.make_augment_fn(cfg, ds)(jax.random.key(0), audio, labels))
   assert out.shape == (32, 16000) and np.all(np.isfinite(out)) and np.all(np.abs(out) <= 1)
+
+
+@pytest.mark.skipif(HAS_TF, reason="TensorFlow is installed")
+def test_a_refused_speech_commands_run_writes_nothing(tmp_path):
+  from tiny_training import tiny_config
+
+  from kws_jax.train import loop
+  config = tiny_config(tmp_path / "data", tmp_path / "cache")
+  config.data.source = "speech_commands"
+  config.data.wanted_words = ""
+  with pytest.raises(KwsError, match=r"needs tensorflow"):
+    loop.train_and_evaluate(config, tmp_path / "work")
+  assert not (tmp_path / "work").exists()  # no config.json left behind
