@@ -91,11 +91,11 @@ def write_experiment(path: pathlib.Path, data_dir: pathlib.Path, cache_dir: path
   return path
 
 
-def untrained_workdir(workdir: pathlib.Path, data_dir: pathlib.Path,
-                      cache_dir: pathlib.Path) -> pathlib.Path:
+def untrained_workdir(workdir: pathlib.Path, data_dir: pathlib.Path, cache_dir: pathlib.Path,
+                      **model: object) -> pathlib.Path:
   """A workdir as training leaves it (config.json, labels.txt, a `best` checkpoint) holding the
   tiny config's model with its initial weights: for tests of later stages that need no
-  accuracy, in a second instead of a training run."""
+  accuracy, in a second instead of a training run. `model` replaces the model section."""
   import jax
   import orbax.checkpoint as ocp
 
@@ -104,6 +104,8 @@ def untrained_workdir(workdir: pathlib.Path, data_dir: pathlib.Path,
   from kws_jax.runs import checkpoints
 
   config = tiny_config(data_dir, cache_dir)
+  if model:
+    config.model = ml_collections.ConfigDict(model)
   labels = ["_silence_", "_unknown_", *WANTED.split(",")]
   clip_samples = SAMPLE_RATE * CLIP_MS // 1000
   _, model, num_frames, num_features = builder.build(config, len(labels), clip_samples)

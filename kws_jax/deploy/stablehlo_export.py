@@ -233,8 +233,14 @@ def load_meta(export_dir: str | os.PathLike) -> dict[str, Any]:
   """Reads and checks meta.json of an export (or compiled) dir; ExportError when unusable."""
   path = pathlib.Path(export_dir) / META_FILE
   if not path.is_file():
-    raise ExportError(f"{export_dir}: not a kws_jax export dir (no {META_FILE}); "
-                      f"make one with `python -m kws_jax.export --workdir DIR --out {export_dir}`")
+    if (pathlib.Path(export_dir) / "config.json").is_file():  # a training workdir
+      name = pathlib.Path(export_dir).resolve().name
+      raise ExportError(f"{export_dir} is a training workdir, not an export; export it first "
+                        f"with `python -m kws_jax.export --workdir {export_dir} "
+                        f"--out exports/{name}` and use exports/{name}")
+    raise ExportError(f"{export_dir}: not a kws_jax export dir (no {META_FILE}); make one with "
+                      f"`python -m kws_jax.export --workdir W --out {export_dir}` (W: the "
+                      "training workdir)")
   try:
     meta = json.loads(path.read_text())
   except (OSError, json.JSONDecodeError) as e:
@@ -339,10 +345,15 @@ def main(argv: Sequence[str]) -> int:
                         smoothing=flag[args.smoothing], chunk_hops=args.chunk_hops,
                         chunk_unroll=args.chunk_unroll, vad_options=vad_options)
   sizes = {name: (out / m["bytecode"]).stat().st_size for name, m in meta["modules"].items()}
+  # num_weights counts every variable baked into the step: the trained parameters plus the
+  # model's other collections (batch-norm statistics); training and results.json count the first.
+  counts = {k: int(sum(np.size(x) for x in jax.tree.leaves(v)))
+            for k, v in trained.variables.items()}
+  others = "".join(f" + {n} {k}" for k, n in counts.items() if k != "params" and n)
   print(f"exported {args.workdir} -> {out}: hop {meta['hop_size']} samples at "
         f"{meta['sample_rate']} Hz, {len(meta['labels'])} classes, {len(meta['state'])} state "
-        f"arrays, {meta['num_weights']} weights; variants "
-        + ", ".join(f"{k} ({v / 1024:.0f} KiB)" for k, v in sizes.items()))
+        f"arrays, {counts.get('params', 0)} parameters{others} = {meta['num_weights']} exported "
+        "weights; variants " + ", ".join(f"{k} ({v / 1024:.0f} KiB)" for k, v in sizes.items()))
   return 0
 
 

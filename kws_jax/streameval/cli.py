@@ -64,6 +64,19 @@ def _runner(args):
   return runners.iree_runner(module, args.reset)
 
 
+def default_det_png(wav: str, kind: str, reset: str) -> str:
+  """Beside the WAV, named by runner kind and reset: a JAX and an IREE run of the same stream
+  keep one curve each."""
+  return os.path.splitext(wav)[0] + f"_det_{kind}_{reset}.png"
+
+
+def _model_name(runner) -> str:
+  """The model's name from the step's description (JAX: info; IREE: the export's meta.json)."""
+  info = getattr(runner.step, "info", None) or getattr(runner.step, "meta", None) or {}
+  model = info.get("model")
+  return str(model.get("name", "model")) if isinstance(model, dict) else "model"
+
+
 def _settings(args) -> SmoothingSettings:
   return SmoothingSettings(args.average_window_ms, args.threshold, args.suppression_ms,
                            args.minimum_count, args.time_tolerance_ms)
@@ -132,11 +145,16 @@ def main(argv: Sequence[str]) -> int:
     listen.listen(runner, _settings(args), args.wav, args.seconds, realtime=not args.fast)
     return 0
   labels = args.labels or keyword_stream.default_labels_path(args.wav)
-  det_png = args.det_png or os.path.splitext(args.wav)[0] + f"_det_{args.reset}.png"
-  result = scoring.run_eval(runner, args.wav, labels, args.reset, _settings(args), det_png)
+  kind = "jax" if args.workdir else "iree"
+  det_png = args.det_png or default_det_png(args.wav, kind, args.reset)
+  replaced = os.path.exists(det_png)
+  title = f"{_model_name(runner)} ({kind}: {args.workdir or args.module}), reset={args.reset}"
+  result = scoring.run_eval(runner, args.wav, labels, args.reset, _settings(args), det_png,
+                            det_title=title)
   print(result["summary"])
   print(f"false rejects at 0.5 FA/h: {100 * result['frr_at_0.5fa_per_hour']:.1f}%, "
-        f"at 1 FA/h: {100 * result['frr_at_1fa_per_hour']:.1f}%  (DET curve: {det_png})")
+        f"at 1 FA/h: {100 * result['frr_at_1fa_per_hour']:.1f}%  (DET curve: {det_png}"
+        f"{', replacing the earlier one' if replaced else ''})")
   print(f"real-time factor {result['real_time_factor']:.0f} ({result['audio_seconds']:.0f} s of "
         f"audio in {result['step_seconds']:.2f} s, reset={args.reset})")
   if args.out:

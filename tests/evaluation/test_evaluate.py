@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -78,3 +80,30 @@ def test_evaluate_latest_checkpoint_and_cli_errors(tiny, capsys, tmp_path):
   with pytest.raises(errors.KwsError):
     folder_eval.main(["--workdir", str(tiny.workdir), "--data-dir", str(tmp_path / "empty"),
                    "--cache-dir", str(tiny.cache)])
+
+
+def test_a_folder_without_word_folders_is_refused_naming_the_dataset_inside(tiny, tmp_path):
+  # tiny.root is the parent of the data folder: no word folder of its own.
+  with pytest.raises(errors.DataError, match=(
+      rf"{tiny.root}: not a Speech Commands-layout folder for this model: no folder of its "
+      rf"words \(yes, no\) nor _silence_/_unknown_; its sub-folder data looks like one: "
+      rf"--data-dir {tiny.root / 'data'}")):
+    folder_eval.main(["--workdir", str(tiny.workdir), "--data-dir", str(tiny.root)])
+
+
+def test_the_training_folder_warns_that_it_is_no_test_accuracy(tiny, capsys, monkeypatch, tmp_path):
+  titles = []
+  monkeypatch.setattr(folder_eval.plots, "confusion_matrix_png",
+                      lambda *args, title="": titles.append(title))
+  with pytest.warns(UserWarning, match=rf"{tiny.data} holds (\d+) clip\(s\) that {tiny.workdir} "
+                    r"was trained on: this is not a test accuracy") as caught:
+    got = run_json(capsys, "--workdir", str(tiny.workdir), "--data-dir", str(tiny.data),
+                   "--json", "--cache-dir", str(tiny.cache), "--plot", str(tmp_path / "c.png"))
+  assert got["training_clips"] == int(re.search(r"holds (\d+)", str(caught[0].message))[1]) > 0
+  assert titles == [f"tf_tiny_conv ({tiny.workdir}) on {tiny.data}: "
+                    f"accuracy {got['accuracy']:.3f}"]
+  other = make_folder(tmp_path / "other", speakers=2, clips=1, seed=5)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # no warning for a folder the run never read
+    run_json(capsys, "--workdir", str(tiny.workdir), "--data-dir", str(other), "--json",
+             "--cache-dir", str(tiny.cache))

@@ -32,6 +32,7 @@ def test_listen_fast_on_a_minute_runs_within_twice_stream_eval(workdir, tmp_path
   start = time.perf_counter()
   assert stream_cli.main(["eval", "--workdir", str(workdir), "--wav", str(wav)]) == 0
   eval_seconds = time.perf_counter() - start
+  assert (tmp_path / "long_det_jax_never.png").is_file()
   capsys.readouterr()
   start = time.perf_counter()
   assert stream_cli.main(["listen", "--workdir", str(workdir), "--wav", str(wav), "--fast"]) == 0
