@@ -314,7 +314,8 @@ def main(argv: Sequence[str]) -> int:
   parser = argparse.ArgumentParser(prog="python -m kws_jax.export", description=__doc__.split("\n\n")[0])
   parser.add_argument("--workdir", required=True, help="training workdir (config.json, checkpoints/)")
   parser.add_argument("--out", required=True, help="export dir to write")
-  parser.add_argument("--which", default="best", choices=["best", "latest"], help="checkpoint")
+  parser.add_argument("--which", default="best", choices=["best", "latest"],
+                      help="checkpoint (default: %(default)s)")
   parser.add_argument("--quantize", choices=["int8"], default=None,
                       help="int8 weights per output channel, int8 x int8 -> int32 products")
   parser.add_argument("--vad", choices=["auto", "on", "off"], default="auto",
@@ -330,6 +331,7 @@ def main(argv: Sequence[str]) -> int:
                       help="write the chunk's hops out without a loop (faster on IREE's CPU "
                            "backend, longer compile)")
   parser.add_argument("--force", action="store_true", help="replace an existing export dir")
+  errors.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   out = pathlib.Path(args.out)
   if out.exists() and any(out.iterdir()):

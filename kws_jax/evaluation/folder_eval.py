@@ -113,13 +113,17 @@ def main(argv: Sequence[str]) -> int:
                       help="folder of word folders (or _silence_/_unknown_ canonical layout)")
   parser.add_argument("--which", choices=(checkpoints.BEST, checkpoints.LATEST),
                       default=checkpoints.BEST, help="checkpoint (default: best)")
-  parser.add_argument("--batch-size", type=int, default=256)
+  parser.add_argument("--batch-size", type=int, default=256,
+                      help="clips per model call (default: %(default)s)")
   parser.add_argument("--cache-dir", default=None,
                       help="where the decoded folder is cached (default: $KWS_JAX_CACHE or "
                       "~/.cache/kws_jax)")
-  parser.add_argument("--plot", default=None, help="also write the confusion matrix as this PNG")
+  parser.add_argument("--plot", default=None,
+                      help="also write the confusion matrix as this PNG (titled with the model, "
+                           "workdir and folder)")
   parser.add_argument("--json", action="store_true",
                       help="print the results as one JSON object on the last line")
+  errors.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   if args.batch_size < 1:
     parser.error("--batch-size must be at least 1")
