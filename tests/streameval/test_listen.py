@@ -74,3 +74,42 @@ def test_listen_warns_once_when_it_falls_behind(tmp_path, capsys):
   err = capsys.readouterr().err
   assert err.count("warning: falling behind real time") == 1
   assert "done: 0 detection(s) in 1.5 s of audio" in err
+
+
+class ScriptedStep:
+  """Replays fixed per-hop scores: the same stream whatever the block sizes."""
+  hop_size = 160
+  label_names = ("_silence_", "_unknown_", "yes", "no")
+
+  def __init__(self, scores):
+    self.scores = scores
+
+  def initial_state(self):
+    return 0
+
+  def run(self, audio, state=0):
+    hops = audio.shape[0] // self.hop_size
+    return state + hops, {"scores": self.scores[state:state + hops]}
+
+
+def test_block_wise_detections_equal_the_whole_stream_smoothed_at_once():
+  rng = np.random.default_rng(0)
+  hops = 1000
+  scores = np.full((hops + 256, 4), 0.02, np.float32)
+  scores[:, 0] = 0.94
+  for start in rng.choice(np.arange(0, hops - 80, 100), 6, replace=False):
+    scores[start:start + 60] = 0.02
+    scores[start:start + 60, rng.integers(2, 4)] = 0.94
+  step = ScriptedStep(scores)
+  settings = scoring.SmoothingSettings()
+  post = runners.Posteriors(scores[:hops], list(step.label_names), 10.0, 0.0, window_ms=0.0)
+  want = [(label, t / 1000) for label, t in scoring.detections(post, settings,
+                                                               [settings.detection_threshold])[0]]
+  assert len(want) >= 4
+  for block_hops in (7, 256):
+    listener = listen.Listener(runners.StreamRunner(step, step.label_names, 160, SAMPLE_RATE),
+                               settings, block_hops)
+    got = []
+    for start in range(0, hops * 160, block_hops * 160):
+      got += listener.feed(np.zeros(min(block_hops * 160, hops * 160 - start), np.float32))
+    assert [(label, pytest.approx(t)) for t, label, _ in got] == want
