@@ -68,6 +68,7 @@ def test_evaluate_json_matches_file_by_file_predictions(tiny, capsys, canonical)
     assert want[0].sum() == 2 and want[1].sum() == 8
 
 
+@pytest.mark.filterwarnings("ignore:.*was trained on:UserWarning")  # its training folder
 def test_evaluate_latest_checkpoint_and_cli_errors(tiny, capsys, tmp_path):
   got = run_json(capsys, "--workdir", str(tiny.workdir), "--data-dir", str(tiny.data),
                  "--which", "latest", "--json", "--cache-dir", str(tiny.cache))
@@ -83,12 +84,15 @@ def test_evaluate_latest_checkpoint_and_cli_errors(tiny, capsys, tmp_path):
 
 
 def test_a_folder_without_word_folders_is_refused_naming_the_dataset_inside(tiny, tmp_path):
-  # tiny.root is the parent of the data folder: no word folder of its own.
+  # The parent of a dataset (like ../shared/data): noise recordings and the dataset folder.
+  parent = tmp_path / "shared"
+  audio_io.write_wav(parent / "background_noise" / "noise.wav", np.zeros(4000, np.float32))
+  (parent / "data").symlink_to(tiny.data, target_is_directory=True)
   with pytest.raises(errors.DataError, match=(
-      rf"{tiny.root}: not a Speech Commands-layout folder for this model: no folder of its "
+      rf"{parent}: not a Speech Commands-layout folder for this model: no folder of its "
       rf"words \(yes, no\) nor _silence_/_unknown_; its sub-folder data looks like one: "
-      rf"--data-dir {tiny.root / 'data'}")):
-    folder_eval.main(["--workdir", str(tiny.workdir), "--data-dir", str(tiny.root)])
+      rf"--data-dir {parent / 'data'}$")):
+    folder_eval.main(["--workdir", str(tiny.workdir), "--data-dir", str(parent)])
 
 
 def test_the_training_folder_warns_that_it_is_no_test_accuracy(tiny, capsys, monkeypatch, tmp_path):
