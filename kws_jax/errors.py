@@ -2,13 +2,23 @@
 
 Every command-line entry point runs through `run_cli`: a `KwsError` (bad input,
 bad config, missing files) prints one line `error: ...` to stderr and exits 2,
-with no traceback unless `--verbose` is on the command line.
+with no traceback unless `--verbose` is on the command line; warnings print as one
+line `warning: ...` (Python's source file and code line only with `--verbose`).
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Callable, Sequence
+
+VERBOSE_HELP = "on an error, show the full Python traceback (and warnings' source lines)"
+
+
+def add_verbose_flag(parser) -> None:
+  """Lists `--verbose` in an argparse parser's --help; run_cli takes it off argv before
+  parsing, so the parser itself never sees it."""
+  parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
 
 
 class KwsError(Exception):
@@ -42,6 +52,9 @@ def run_cli(main: Callable[[Sequence[str]], int | None],
   verbose = "--verbose" in argv
   if verbose:
     argv.remove("--verbose")
+  shown = warnings.showwarning
+  if not verbose:
+    warnings.showwarning = _one_line_warning
   try:
     code = main(argv)
   except KwsError as e:
@@ -53,4 +66,13 @@ def run_cli(main: Callable[[Sequence[str]], int | None],
   except KeyboardInterrupt:
     print("interrupted", file=sys.stderr)
     sys.exit(130)
+  finally:
+    warnings.showwarning = shown
   sys.exit(code or 0)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+  text = str(message).strip().replace("\n", " ")
+  kind = "" if issubclass(category, UserWarning) else f"{category.__name__}: "
+  print(f"warning: {kind}{text}", file=file or sys.stderr)
+

@@ -23,9 +23,11 @@ def main(argv: Sequence[str]) -> int:
       prog="python -m kws_jax.features",
       description="Write one audio file's features as a (frames, features) float32 .npy.")
   parser.add_argument("--preset", default="tf_speech_commands",
-                      help=f"featurizer preset: {', '.join(sorted(frontend.PRESETS))}")
+                      help=f"featurizer preset: {', '.join(sorted(frontend.PRESETS))} "
+                           "(default: %(default)s)")
   parser.add_argument("--wav", required=True, help="16 kHz mono WAV/FLAC file")
   parser.add_argument("--out", required=True, help="output .npy path")
+  errors.add_verbose_flag(parser)
   args = parser.parse_args(argv)
 
   cfg = frontend.get_config(args.preset)

@@ -89,3 +89,35 @@ def write_experiment(path: pathlib.Path, data_dir: pathlib.Path, cache_dir: path
         return tiny_training.tiny_config({str(data_dir)!r}, {str(cache_dir)!r}, **{train!r})
       """))
   return path
+
+
+def untrained_workdir(workdir: pathlib.Path, data_dir: pathlib.Path, cache_dir: pathlib.Path,
+                      **model: object) -> pathlib.Path:
+  """A workdir as training leaves it (config.json, labels.txt, a `best` checkpoint) holding the
+  tiny config's model with its initial weights: for tests of later stages that need no
+  accuracy, in a second instead of a training run. `model` replaces the model section."""
+  import jax
+  import orbax.checkpoint as ocp
+
+  from kws_jax.configs import loader as config_loader
+  from kws_jax.models import builder
+  from kws_jax.runs import checkpoints
+
+  config = tiny_config(data_dir, cache_dir)
+  if model:
+    config.model = ml_collections.ConfigDict(model)
+  labels = ["_silence_", "_unknown_", *WANTED.split(",")]
+  clip_samples = SAMPLE_RATE * CLIP_MS // 1000
+  _, model, num_frames, num_features = builder.build(config, len(labels), clip_samples)
+  variables = builder.init_variables(model, num_frames, num_features, jax.random.key(0))
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "config.json").write_text(config_loader.to_json(config))
+  (workdir / "labels.txt").write_text("".join(name + "\n" for name in labels))
+  meta = dict(format=checkpoints.CHECKPOINT_FORMAT, label_names=labels,
+              clip_samples=clip_samples, sample_rate=SAMPLE_RATE, num_frames=int(num_frames),
+              num_features=int(num_features), progress=dict(step=0, epoch=0))
+  manager = checkpoints.checkpoint_manager(workdir, checkpoints.BEST, max_to_keep=1)
+  manager.save(0, args=ocp.args.Composite(model=ocp.args.StandardSave(dict(variables)),
+                                          meta=ocp.args.JsonSave(meta)), force=True)
+  manager.close()
+  return workdir

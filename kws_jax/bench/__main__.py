@@ -56,6 +56,7 @@ def baselines_main(argv: Sequence[str]) -> int:
                            "machine 1 avoids OpenMP oversubscription stalls")
   parser.add_argument("--rounds", type=int, help="interleaved timing rounds (default 3)")
   parser.add_argument("--tiny", action="store_true", help="tiny shapes (smoke test, no figures)")
+  errors.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   for value, flag in ((args.devices, "--devices"), (args.torch_threads, "--torch-threads"),
                       (args.rounds, "--rounds")):
@@ -94,6 +95,8 @@ def baselines_main(argv: Sequence[str]) -> int:
 def table_main(argv: Sequence[str]) -> int:
   parser = argparse.ArgumentParser(
       prog="python -m kws_jax.bench",
+      usage="%(prog)s [baselines] [options]  (`python -m kws_jax.bench baselines --help`: its "
+            "options)",
       description="Per-model benchmark table (subcommand `baselines`: side by side with PyTorch).")
   parser.add_argument("--models", default="gru,lstm,tf_conv,torchaudio_cnn,dscnn,bcresnet",
                       help="comma-separated registry names ('' for none; default: %(default)s)")
@@ -101,10 +104,15 @@ def table_main(argv: Sequence[str]) -> int:
                       help="trained workdir to include with its accuracy (repeatable)")
   parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench_results"),
                       help="output directory (default: %(default)s)")
-  parser.add_argument("--train-batch", type=int, default=64)
-  parser.add_argument("--train-steps", type=int, default=2)
-  parser.add_argument("--latency-calls", type=int, default=200)
-  parser.add_argument("--rounds", type=int, default=3)
+  parser.add_argument("--train-batch", type=int, default=64,
+                      help="batch of the training-speed measure (default: %(default)s)")
+  parser.add_argument("--train-steps", type=int, default=2,
+                      help="timed training steps per model (default: %(default)s)")
+  parser.add_argument("--latency-calls", type=int, default=200,
+                      help="step calls per latency measure (default: %(default)s)")
+  parser.add_argument("--rounds", type=int, default=3,
+                      help="interleaved timing rounds (default: %(default)s)")
+  errors.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   from kws_jax import models
   names = [m.strip() for m in args.models.split(",") if m.strip()]

@@ -101,6 +101,7 @@ def main(argv: Sequence[str]) -> int:
                       help="also time tf_speech_commands with dft/rfft and batch 16..256")
   parser.add_argument("--json", action="store_true", help="print one JSON object")
   parser.add_argument("--out", help="also write the JSON results to this file")
+  errors.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   if args.clips <= 0 or args.batch <= 0 or args.repeats <= 0:
     raise errors.ConfigError("--clips, --batch and --repeats must be positive")

@@ -122,6 +122,7 @@ def main(argv: Sequence[str]) -> int:
   parser.add_argument("--chunk-unroll", action="store_true",
                       help="export the chunk function without a loop (see kws_jax.export)")
   parser.add_argument("--out", default="step_latency.json", help="JSON results file")
+  errors.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   if args.workdir:
     step = streaming_step.make_step(trained_model.load(args.workdir))

@@ -8,13 +8,17 @@ import sys
 import ml_collections
 import numpy as np
 
+from kws_jax.data import speech_commands
 from kws_jax.errors import DataError
 
 
 def check_data_paths(data: ml_collections.ConfigDict) -> None:
-  """A clear DataError for a missing real-data folder, naming the override."""
+  """A clear error for a missing real-data folder (naming the override) or a missing extra,
+  raised before the trainer writes anything into its workdir."""
   if data.get("source", "folder") == "synthetic":
     return
+  if data.get("source") == "speech_commands":
+    speech_commands.require_tensorflow()
   # speech_commands' data_dir is tfds' output folder, which tfds creates on first use.
   keys = ("background_dir",) if data.get("source") == "speech_commands" else (
       "data_dir", "background_dir")

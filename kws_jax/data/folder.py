@@ -33,9 +33,11 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import io
 import json
 import os
 import re
+import sys
 import warnings
 from typing import Iterator, Literal, Sequence
 
@@ -212,6 +214,8 @@ def load_folder(folder: str, label_names: Sequence[str], options: FolderOptions 
   builder = _make_builder(data_dir, folder, entries, list(label_names), options)
   with _file_lock(os.path.join(data_dir, ".lock")):
     if not os.path.exists(report_path):
+      print(f"indexing {len(entries):,} clips of {folder} (once; cached in {data_dir})",
+            file=sys.stderr, flush=True)
       try:
         _prepare(builder)
       except AssertionError as e:
@@ -256,9 +260,14 @@ def read_background_folder(path: str, sample_rate: int = 16000) -> list[np.ndarr
 
 
 def _prepare(builder) -> None:
+  """Writes the array_record files; tfds' own "Downloading and preparing dataset" line and
+  progress bars (about a download that never happens, naming its internal folders) are
+  swallowed: load_folder prints its own line."""
   import tensorflow_datasets as tfds
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+  quiet = io.StringIO()
+  with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
 
 
 def _make_builder(data_dir, folder, entries, label_names, options):

@@ -37,7 +37,7 @@ import numpy as np
 
 from kws_jax import audio as audio_io
 from kws_jax.configs.default import KEYWORDS
-from kws_jax.errors import DataError, KwsError, run_cli
+from kws_jax.errors import DataError, KwsError, add_verbose_flag, run_cli
 
 VERSION = "1"  # Bump when the generated audio changes: cached sets are then regenerated.
 SAMPLE_RATE = 16000
@@ -364,15 +364,21 @@ def _write_background(path: str, seed: int) -> None:
 def main(argv: Sequence[str]) -> int:
   parser = argparse.ArgumentParser(prog="python -m kws_jax.data.synth", description=__doc__.split(
       "\n")[0])
-  parser.add_argument("--out", required=True, help="output folder (replaced if it exists)")
+  parser.add_argument("--out", required=True,
+                      help="output folder: new, empty, or an earlier synthetic set (replaced); "
+                           "a folder holding anything else is refused")
   defaults = SynthParams()
   parser.add_argument("--speakers-per-accent", type=int, default=defaults.speakers_per_accent,
                       help=f"synthetic speakers per accent ({len(TRAIN_ACCENTS)} training, "
                       f"{len(VALIDATION_ACCENTS)} validation, {len(TEST_ACCENTS)} test accents)")
   parser.add_argument("--unknown-words-per-speaker", type=int,
-                      default=defaults.unknown_words_per_speaker)
-  parser.add_argument("--seed", type=int, default=defaults.seed)
-  parser.add_argument("--workers", type=int, default=defaults.workers, help="processes")
+                      default=defaults.unknown_words_per_speaker,
+                      help="non-keyword words each speaker says (default: %(default)s)")
+  parser.add_argument("--seed", type=int, default=defaults.seed,
+                      help="voice and word draws (default: %(default)s)")
+  parser.add_argument("--workers", type=int, default=defaults.workers,
+                      help="processes (default: %(default)s)")
+  add_verbose_flag(parser)
   args = parser.parse_args(argv)
   out = os.path.abspath(args.out)
   if os.path.exists(out) and os.listdir(out) and not os.path.exists(os.path.join(out, INFO_FILE)):

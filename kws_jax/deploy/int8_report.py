@@ -94,13 +94,15 @@ def main(argv: Sequence[str]) -> int:
   parser = argparse.ArgumentParser(prog="python -m kws_jax.quantize",
                                    description="Accuracy of the float vs the int8 streaming step.")
   parser.add_argument("--workdir", required=True, help="training workdir")
-  parser.add_argument("--which", default="best", choices=["best", "latest"])
+  parser.add_argument("--which", default="best", choices=["best", "latest"],
+                      help="checkpoint (default: %(default)s)")
   parser.add_argument("--data", default=None,
                       help="Speech Commands-layout folder (default: the test split of the "
                            "workdir's training data, speakers it never saw)")
   parser.add_argument("--limit", type=int, default=None, help="evaluate a random subset of N clips")
   parser.add_argument("--out", default=None, help="JSON file for the figures "
                       "(default WORKDIR/quantization.json)")
+  errors.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   trained = trained_model.load(args.workdir, which=args.which)
   if args.data:

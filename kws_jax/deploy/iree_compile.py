@@ -268,11 +268,14 @@ def _sha256(path: pathlib.Path) -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-  parser = argparse.ArgumentParser(prog="python -m kws_jax.compile",
-                                   description="Compile an export dir with IREE for one target.")
+  parser = argparse.ArgumentParser(
+      prog="python -m kws_jax.compile",
+      usage="%(prog)s EXPORT_DIR --target NAME --out OUT_DIR [--iree-flag FLAG ...]\n"
+            "       %(prog)s --list-targets",
+      description="Compile an export dir with IREE for one target.")
   parser.add_argument("export_dir", nargs="?", help="dir written by python -m kws_jax.export")
-  parser.add_argument("--target", help="one of targets/*/ (see --list-targets)")
-  parser.add_argument("--out", help="output dir")
+  parser.add_argument("--target", help="required: one of targets/*/ (see --list-targets)")
+  parser.add_argument("--out", help="required: output dir for the compiled module")
   parser.add_argument("--list-targets", action="store_true", help="print the targets and exit")
   parser.add_argument("--iree-flag", action="append", default=[],
                       help="extra iree-compile flag (repeatable), e.g. --iree-flag=--mlir-timing")
@@ -281,6 +284,7 @@ def main(argv: Sequence[str]) -> int:
                            "may be an already compiled dir (BUILD.md section 5)")
   parser.add_argument("--iree-source", help="IREE runtime sources for --firmware: a checkout or "
                       "a tarball (default: ../shared/vendor/iree-runtime-src-*.tar.xz)")
+  errors.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   if args.firmware:
     from kws_jax.deploy import firmware  # lazy: firmware imports this module

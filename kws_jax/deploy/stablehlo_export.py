@@ -233,8 +233,14 @@ def load_meta(export_dir: str | os.PathLike) -> dict[str, Any]:
   """Reads and checks meta.json of an export (or compiled) dir; ExportError when unusable."""
   path = pathlib.Path(export_dir) / META_FILE
   if not path.is_file():
-    raise ExportError(f"{export_dir}: not a kws_jax export dir (no {META_FILE}); "
-                      f"make one with `python -m kws_jax.export --workdir DIR --out {export_dir}`")
+    if (pathlib.Path(export_dir) / "config.json").is_file():  # a training workdir
+      name = pathlib.Path(export_dir).resolve().name
+      raise ExportError(f"{export_dir} is a training workdir, not an export; export it first "
+                        f"with `python -m kws_jax.export --workdir {export_dir} "
+                        f"--out exports/{name}` and use exports/{name}")
+    raise ExportError(f"{export_dir}: not a kws_jax export dir (no {META_FILE}); make one with "
+                      f"`python -m kws_jax.export --workdir W --out {export_dir}` (W: the "
+                      "training workdir)")
   try:
     meta = json.loads(path.read_text())
   except (OSError, json.JSONDecodeError) as e:
@@ -310,7 +316,8 @@ def main(argv: Sequence[str]) -> int:
   parser = argparse.ArgumentParser(prog="python -m kws_jax.export", description=__doc__.split("\n\n")[0])
   parser.add_argument("--workdir", required=True, help="training workdir (config.json, checkpoints/)")
   parser.add_argument("--out", required=True, help="export dir to write")
-  parser.add_argument("--which", default="best", choices=["best", "latest"], help="checkpoint")
+  parser.add_argument("--which", default="best", choices=["best", "latest"],
+                      help="checkpoint (default: %(default)s)")
   parser.add_argument("--quantize", choices=["int8"], default=None,
                       help="int8 weights per output channel, int8 x int8 -> int32 products")
   parser.add_argument("--vad", choices=["auto", "on", "off"], default="auto",
@@ -329,6 +336,7 @@ def main(argv: Sequence[str]) -> int:
                       help="window CNNs: run the network every K hops, the featurizer every hop "
                            "(divides the network's cost by K; scores held in between)")
   parser.add_argument("--force", action="store_true", help="replace an existing export dir")
+  errors.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   out = pathlib.Path(args.out)
   if out.exists() and any(out.iterdir()):
@@ -345,10 +353,15 @@ def main(argv: Sequence[str]) -> int:
                         chunk_unroll=args.chunk_unroll, vad_options=vad_options,
                         classifier_stride=args.classifier_stride)
   sizes = {name: (out / m["bytecode"]).stat().st_size for name, m in meta["modules"].items()}
+  # num_weights counts every variable baked into the step: the trained parameters plus the
+  # model's other collections (batch-norm statistics); training and results.json count the first.
+  counts = {k: int(sum(np.size(x) for x in jax.tree.leaves(v)))
+            for k, v in trained.variables.items()}
+  others = "".join(f" + {n} {k}" for k, n in counts.items() if k != "params" and n)
   print(f"exported {args.workdir} -> {out}: hop {meta['hop_size']} samples at "
         f"{meta['sample_rate']} Hz, {len(meta['labels'])} classes, {len(meta['state'])} state "
-        f"arrays, {meta['num_weights']} weights; variants "
-        + ", ".join(f"{k} ({v / 1024:.0f} KiB)" for k, v in sizes.items()))
+        f"arrays, {counts.get('params', 0)} parameters{others} = {meta['num_weights']} exported "
+        "weights; variants " + ", ".join(f"{k} ({v / 1024:.0f} KiB)" for k, v in sizes.items()))
   return 0
 
 

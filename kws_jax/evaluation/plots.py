@@ -57,8 +57,10 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
   return records
 
 
-def training_curves_png(metrics_path: str | os.PathLike, path: str | os.PathLike) -> None:
-  """Loss and accuracy (train per chunk, train/validation per epoch) and learning rate."""
+def training_curves_png(metrics_path: str | os.PathLike, path: str | os.PathLike,
+                        title: str = "") -> None:
+  """Loss and accuracy (train per chunk, train/validation per epoch) and learning rate;
+  `title` (e.g. the model and workdir) above them."""
   plt = _pyplot()
   records = read_metrics(metrics_path)
   train = [r for r in records if r.get("kind") == "train"]
@@ -86,6 +88,8 @@ def training_curves_png(metrics_path: str | os.PathLike, path: str | os.PathLike
   for ax in (ax_loss, ax_acc):
     if ax.lines:
       ax.legend()
+  if title:
+    fig.suptitle(title)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)

@@ -22,7 +22,7 @@ import os
 from typing import Sequence
 
 from kws_jax.configs.default import DEFAULT_WANTED_WORDS
-from kws_jax.errors import ConfigError, run_cli
+from kws_jax.errors import ConfigError, add_verbose_flag, run_cli
 from kws_jax.streameval.settings import (
   DEFAULT_MINUTES,
   RESET_MODES,
@@ -37,14 +37,26 @@ def _add_source(p: argparse.ArgumentParser) -> None:
   src.add_argument("--workdir", help="training workdir: runs the JAX streaming step")
   src.add_argument("--module", help="compiled host-cpu dir (or its .vmfb) from kws_jax.compile, "
                    "or a firmware dir (--firmware), run under QEMU")
-  p.add_argument("--reset", default="never", help="never | clip (oracle) | vad")
-  p.add_argument("--threshold", type=float, default=SmoothingSettings.detection_threshold)
-  p.add_argument("--average-window-ms", type=float, default=SmoothingSettings.average_window_ms)
-  p.add_argument("--suppression-ms", type=float, default=SmoothingSettings.suppression_ms)
-  p.add_argument("--minimum-count", type=int, default=SmoothingSettings.minimum_count)
-  p.add_argument("--time-tolerance-ms", type=float, default=SmoothingSettings.time_tolerance_ms)
+  p.add_argument("--reset", default="never",
+                 help="recurrent state between words: never | clip (oracle: at each labelled "
+                      "word) | vad (default: %(default)s)")
+  p.add_argument("--threshold", type=float, default=SmoothingSettings.detection_threshold,
+                 help="smoothed score a keyword must pass to be detected (default: %(default)s, "
+                      "TF's test_streaming_accuracy)")
+  p.add_argument("--average-window-ms", type=float, default=SmoothingSettings.average_window_ms,
+                 help="scores are averaged over this window before the threshold "
+                      "(default: %(default)s)")
+  p.add_argument("--suppression-ms", type=float, default=SmoothingSettings.suppression_ms,
+                 help="after a detection, the same word is not reported again for this long "
+                      "(default: %(default)s)")
+  p.add_argument("--minimum-count", type=int, default=SmoothingSettings.minimum_count,
+                 help="fewest scores in the window for a decision (default: %(default)s)")
+  p.add_argument("--time-tolerance-ms", type=float, default=SmoothingSettings.time_tolerance_ms,
+                 help="a detection this close to a labelled word matches it "
+                      "(default: %(default)s)")
   p.add_argument("--vad-option", action="append", default=[], metavar="KEY=VALUE",
                  help="with --workdir --reset vad: " + VAD_OPTION_HELP)
+  add_verbose_flag(p)
 
 
 def _runner(args):
@@ -65,6 +77,19 @@ def _runner(args):
   return runners.iree_runner(module, args.reset)
 
 
+def default_det_png(wav: str, kind: str, reset: str) -> str:
+  """Beside the WAV, named by runner kind and reset: a JAX and an IREE run of the same stream
+  keep one curve each."""
+  return os.path.splitext(wav)[0] + f"_det_{kind}_{reset}.png"
+
+
+def _model_name(runner) -> str:
+  """The model's name from the step's description (JAX: info; IREE: the export's meta.json)."""
+  info = getattr(runner.step, "info", None) or getattr(runner.step, "meta", None) or {}
+  model = info.get("model")
+  return str(model.get("name", "model")) if isinstance(model, dict) else "model"
+
+
 def _settings(args) -> SmoothingSettings:
   return SmoothingSettings(args.average_window_ms, args.threshold, args.suppression_ms,
                            args.minimum_count, args.time_tolerance_ms)
@@ -75,39 +100,54 @@ def main(argv: Sequence[str]) -> int:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest="command", required=True)
   mk = sub.add_parser("make-test", help="long test WAV + labels from a folder's test speakers")
-  mk.add_argument("--data-dir", required=True)
-  mk.add_argument("--minutes", type=float, default=DEFAULT_MINUTES)
+  mk.add_argument("--data-dir", required=True,
+                  help="Speech Commands-layout folder whose clips are spoken in the stream, e.g. "
+                       "../shared/data/sc_v2_test12_dev")
+  mk.add_argument("--minutes", type=float, default=DEFAULT_MINUTES,
+                  help="length of the stream (default: %(default)s, TF's streaming test)")
   mk.add_argument("--out", required=True, help="output WAV (labels go to <out>_labels.txt)")
   mk.add_argument("--labels", help="labels file (default: <out>_labels.txt)")
   mk.add_argument("--split", default="test",
                   help="test (the folder's test speakers), validation (to tune on) or all")
-  mk.add_argument("--background-dir", default="")
+  mk.add_argument("--background-dir", default="",
+                  help="noise recordings mixed under the words (default: the folder's "
+                       "_background_noise_)")
   mk.add_argument("--background-volume", type=float,
-                  default=StreamTestConfig.background_volume)
+                  default=StreamTestConfig.background_volume,
+                  help="noise amplitude (default: %(default)s)")
   mk.add_argument("--unknown-percentage", type=float,
-                  default=StreamTestConfig.unknown_percentage)
-  mk.add_argument("--word-gap-ms", type=int, default=StreamTestConfig.word_gap_ms)
-  mk.add_argument("--wanted-words", default=DEFAULT_WANTED_WORDS)
+                  default=StreamTestConfig.unknown_percentage,
+                  help="share of non-keyword words (default: %(default)s)")
+  mk.add_argument("--word-gap-ms", type=int, default=StreamTestConfig.word_gap_ms,
+                  help="mean gap between words (default: %(default)s)")
+  mk.add_argument("--wanted-words", default=DEFAULT_WANTED_WORDS,
+                  help="the keywords (default: %(default)s)")
   mk.add_argument("--split-salt", default="",
                   help="speaker split salt of the training run (sc12_real: sc12)")
-  mk.add_argument("--validation-percentage", type=float, default=10.0)
+  mk.add_argument("--validation-percentage", type=float, default=10.0,
+                  help="of the training run (default: %(default)s)")
   mk.add_argument("--testing-percentage", type=float, default=10.0,
-                  help="of the training run (sc12_real: 15)")
-  mk.add_argument("--seed", type=int, default=StreamTestConfig.seed)
+                  help="of the training run (default: %(default)s; sc12_real: 15)")
+  mk.add_argument("--seed", type=int, default=StreamTestConfig.seed,
+                  help="word order and placement (default: %(default)s)")
+  add_verbose_flag(mk)
 
   ev = sub.add_parser("eval", help="streaming accuracy, FRR at FA/h, DET curve, real-time factor")
   _add_source(ev)
-  ev.add_argument("--wav", required=True)
+  ev.add_argument("--wav", required=True, help="long test WAV (from make-test)")
   ev.add_argument("--labels", help="ground truth (default: <wav>_labels.txt)")
-  ev.add_argument("--det-png", help="DET curve PNG (default: beside the WAV)")
+  ev.add_argument("--det-png",
+                  help="DET curve PNG (default: beside the WAV, <wav>_det_<jax|iree>_<reset>.png)")
   ev.add_argument("--out", help="write the full result JSON here")
   ev.add_argument("--json", action="store_true", help="last stdout line: the result as JSON")
 
   li = sub.add_parser("listen", help="live detections from the microphone or a WAV")
   _add_source(li)
   li.add_argument("--wav", help="play this file in real time instead of the microphone")
-  li.add_argument("--seconds", type=float, default=60.0)
+  li.add_argument("--seconds", type=float, default=60.0,
+                  help="how long to listen to the microphone (default: %(default)s)")
   li.add_argument("--fast", action="store_true", help="with --wav: do not wait for real time")
+  add_verbose_flag(parser)
   args = parser.parse_args(argv)
   # Imported after parsing: `--help` does not import JAX.
   from kws_jax.streameval import detection as dm
@@ -133,11 +173,16 @@ def main(argv: Sequence[str]) -> int:
     listen.listen(runner, _settings(args), args.wav, args.seconds, realtime=not args.fast)
     return 0
   labels = args.labels or keyword_stream.default_labels_path(args.wav)
-  det_png = args.det_png or os.path.splitext(args.wav)[0] + f"_det_{args.reset}.png"
-  result = scoring.run_eval(runner, args.wav, labels, args.reset, _settings(args), det_png)
+  kind = "jax" if args.workdir else "iree"
+  det_png = args.det_png or default_det_png(args.wav, kind, args.reset)
+  replaced = os.path.exists(det_png)
+  title = f"{_model_name(runner)} ({kind}: {args.workdir or args.module}), reset={args.reset}"
+  result = scoring.run_eval(runner, args.wav, labels, args.reset, _settings(args), det_png,
+                            det_title=title)
   print(result["summary"])
   print(f"false rejects at 0.5 FA/h: {100 * result['frr_at_0.5fa_per_hour']:.1f}%, "
-        f"at 1 FA/h: {100 * result['frr_at_1fa_per_hour']:.1f}%  (DET curve: {det_png})")
+        f"at 1 FA/h: {100 * result['frr_at_1fa_per_hour']:.1f}%  (DET curve: {det_png}"
+        f"{', replacing the earlier one' if replaced else ''})")
   print(f"real-time factor {result['real_time_factor']:.0f} ({result['audio_seconds']:.0f} s of "
         f"audio in {result['step_seconds']:.2f} s, reset={args.reset})")
   if args.out:

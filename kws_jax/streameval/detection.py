@@ -138,24 +138,38 @@ def frr_at_fa_per_hour(curve: Sequence[DetectionErrors], fa_per_hour: float) -> 
   return float(min(ok)) if ok else 1.0
 
 
-def plot_det_curve(curve: Sequence[DetectionErrors], path: str, title: str = "") -> None:
-  """DET curve (false rejects vs false accepts per hour) as a PNG."""
+def det_figure(curve: Sequence[DetectionErrors], title: str = ""):
+  """The DET figure: the lowest false-reject rate reachable at each false-accept rate, as steps
+  from the first operating point (a straight line between points would promise rates no
+  threshold gives); the x axis starts at 0 (no negative rates on the symlog scale)."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  points = sorted(curve, key=lambda p: p.false_accepts_per_hour)
+  points = sorted(curve, key=lambda p: (p.false_accepts_per_hour, p.false_reject_rate))
+  fa = np.asarray([p.false_accepts_per_hour for p in points], float)
+  frr = np.minimum.accumulate(np.asarray([100 * p.false_reject_rate for p in points], float))
   fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=120)
+  ax.step(fa, frr, where="post", lw=1.5)
   ax.plot([p.false_accepts_per_hour for p in points],
-          [100 * p.false_reject_rate for p in points], marker=".", lw=1.5)
+          [100 * p.false_reject_rate for p in points], ".", color="C0")
   for target in (0.5, 1.0):
     ax.axvline(target, color="grey", lw=0.8, ls="--")
   ax.set_xscale("symlog", linthresh=1.0)
+  ax.set_xlim(left=0, right=max(2.0, 1.1 * float(fa.max())) if fa.size else 2.0)
   ax.set_xlabel("false accepts per hour")
   ax.set_ylabel("false rejects (%)")
   ax.set_ylim(0, 100)
   ax.grid(True, which="both", alpha=0.3)
-  ax.set_title(title or "DET curve")
+  ax.set_title(title or "DET curve", fontsize=9)
   fig.tight_layout()
+  return fig
+
+
+def plot_det_curve(curve: Sequence[DetectionErrors], path: str, title: str = "") -> None:
+  """DET curve (false rejects vs false accepts per hour) as a PNG."""
+  import matplotlib.pyplot as plt
+
+  fig = det_figure(curve, title)
   fig.savefig(path)
   plt.close(fig)

@@ -51,7 +51,8 @@ def detections(post: Posteriors, settings: SmoothingSettings,
 
 
 def evaluate_stream(post: Posteriors, truth: Sequence[dm.Event], settings: SmoothingSettings,
-                    duration_s: float, det_png: str | None = None) -> dict[str, Any]:
+                    duration_s: float, det_png: str | None = None,
+                    det_title: str = "") -> dict[str, Any]:
   keywords = [w for w in post.label_names if not w.startswith("_")]
   thresholds = np.unique(np.concatenate([np.linspace(0.05, 0.95, 19),
                                          1 - np.logspace(-1, -4, 13),
@@ -62,7 +63,8 @@ def evaluate_stream(post: Posteriors, truth: Sequence[dm.Event], settings: Smoot
   curve = [dm.detection_errors(f, truth, keywords, duration_s, float(t),
                                settings.time_tolerance_ms) for f, t in zip(found, thresholds)]
   if det_png:
-    dm.plot_det_curve(curve, det_png, title=f"DET ({duration_s / 60:.1f} min stream)")
+    dm.plot_det_curve(curve, det_png, title=f"DET{': ' + det_title if det_title else ''} "
+                      f"({duration_s / 60:.1f} min stream)")
   return {
       "matched": tf_stats.matched, "correct": tf_stats.correct, "wrong": tf_stats.wrong,
       "false_positive": tf_stats.false_positive, "num_words": tf_stats.num_ground_truth,
@@ -75,7 +77,8 @@ def evaluate_stream(post: Posteriors, truth: Sequence[dm.Event], settings: Smoot
 
 
 def run_eval(runner: StreamRunner, wav: str, labels_path: str, reset: str,
-             settings: SmoothingSettings, det_png: str | None) -> dict[str, Any]:
+             settings: SmoothingSettings, det_png: str | None,
+             det_title: str = "") -> dict[str, Any]:
   if reset not in RESET_MODES:
     raise ConfigError(f"--reset {reset!r}: choose one of {', '.join(RESET_MODES)}")
   audio = audio_lib.read_audio(wav, runner.sample_rate)
@@ -85,7 +88,7 @@ def run_eval(runner: StreamRunner, wav: str, labels_path: str, reset: str,
   if reset == "clip":
     reset_hops = [int(t / 1000 * runner.sample_rate) // runner.hop_size for _, t in truth]
   post = runner.posteriors(audio, reset_hops)
-  result = evaluate_stream(post, truth, settings, duration_s, det_png)
+  result = evaluate_stream(post, truth, settings, duration_s, det_png, det_title)
   result.update({"reset": reset, "audio_seconds": duration_s, "step_seconds": post.seconds,
                  "real_time_factor": duration_s / max(post.seconds, 1e-9),
                  "hops": int(post.scores.shape[0])})

@@ -147,8 +147,14 @@ def resume(run: TrainingRun) -> bool:
   for manager in (run.latest, run.best):
     for newer in [s for s in manager.all_steps() if s > saved_step]:
       manager.delete(newer)
-  print(f"resuming from {run.latest.directory}/{saved_step} "
-        f"(epoch {run.progress['epoch'] + 1}, step {saved_step})", file=sys.stderr)
+  epochs = int(run.config.train.epochs)
+  if run.progress["epoch"] >= epochs:
+    print(f"{run.workdir} already finished training ({epochs} epochs, step {saved_step}): "
+          "testing its best checkpoint again and rewriting results.json, "
+          "confusion_matrix.png and training_curves.png", file=sys.stderr)
+  else:
+    print(f"resuming from {run.latest.directory}/{saved_step} "
+          f"(epoch {run.progress['epoch'] + 1}, step {saved_step})", file=sys.stderr)
   return True
 
 
@@ -255,7 +261,15 @@ def end_epoch(run: TrainingRun, epoch: int, num_batches: int, seconds: float,
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict:
-  """Trains (resuming from `workdir` when it holds a checkpoint) and returns results.json's dict."""
+  """Trains (resuming from `workdir` when it holds a checkpoint) and returns results.json's dict.
+
+  One run at a time per workdir (train.lock): a second is refused, naming the first.
+  """
+  with workdir_lib.locked(pathlib.Path(workdir).resolve()):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict:
   optimizer.validate_config(config)
   workdir = pathlib.Path(workdir).resolve()
   data_checks.check_data_paths(config.data)
@@ -314,8 +328,10 @@ def final_results(run: TrainingRun) -> dict:
   tmp = run.workdir / "results.json.tmp"
   tmp.write_text(json.dumps(results, indent=2) + "\n")
   os.replace(tmp, run.workdir / "results.json")
+  name = f"{results['model']} ({run.workdir.name})"
   plots.confusion_matrix_png(matrix, label_names, run.workdir / "confusion_matrix.png",
-                             title=f"{results['model']}: test accuracy {results['accuracy']:.3f}"
-                             if results["accuracy"] is not None else results["model"])
-  plots.training_curves_png(run.workdir / "metrics.jsonl", run.workdir / "training_curves.png")
+                             title=f"{name}: test accuracy {results['accuracy']:.3f}"
+                             if results["accuracy"] is not None else name)
+  plots.training_curves_png(run.workdir / "metrics.jsonl", run.workdir / "training_curves.png",
+                            title=name)
   return results

@@ -207,3 +207,17 @@ def test_changed_folder_is_rebuilt(tmp_path):
   shutil.rmtree(root / "dog")
   third = _all(_load(root, tmp_path, wanted=["yes"]))
   assert len(third["labels"]) == len(second["labels"]) - 2
+
+
+def test_indexing_prints_one_line_of_its_own_and_nothing_of_tfds(word_folder, tmp_path, capfd):
+  labels = ["_silence_", "_unknown_", "yes", "no"]
+  capfd.readouterr()
+  folder.load_folder(str(word_folder), labels, cache_dir=str(tmp_path))
+  out, err = capfd.readouterr()
+  clips = len(folder.scan(str(word_folder), labels, folder.FolderOptions()))
+  assert out == ""
+  assert err.splitlines()[0] == (f"indexing {clips:,} clips of {word_folder} (once; cached in "
+                                 f"{next((tmp_path / 'folders').iterdir())})")
+  assert "Downloading" not in err and "Generating" not in err and "examples/s" not in err
+  folder.load_folder(str(word_folder), labels, cache_dir=str(tmp_path))
+  assert "indexing" not in capfd.readouterr().err  # read back from the cache

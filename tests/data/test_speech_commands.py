@@ -95,3 +95,16 @@ def test_manual_dir_holding_extracted_clips_points_to_the_folder_source(tmp_path
   with pytest.raises(DataError, match=r"holds extracted clips.*--config.data.source=folder "
                      rf"--config.data.data_dir={tmp_path}$"):
     speech_commands.load(manual_dir=str(tmp_path))
+
+
+def test_a_refused_speech_commands_run_writes_nothing(tmp_path, monkeypatch):
+  monkeypatch.setitem(sys.modules, "tensorflow", None)  # as if TensorFlow were not installed
+  from tiny_training import tiny_config
+
+  from kws_jax.train import loop
+  config = tiny_config(tmp_path / "data", tmp_path / "cache")
+  config.data.source = "speech_commands"
+  config.data.wanted_words = ""
+  with pytest.raises(KwsError, match=r"needs tensorflow"):
+    loop.train_and_evaluate(config, tmp_path / "work")
+  assert not (tmp_path / "work").exists()  # no config.json left behind

@@ -109,6 +109,7 @@ def test_iree_run_module_100_steps_match_jax(compiled, trained_gru, test_clip):
 
 @pytest.mark.skipif(not vulkan_available(), reason="no Vulkan device (apt-get install libvulkan1 "
                     "mesa-vulkan-drivers for Mesa's lavapipe)")
+@pytest.mark.without_tensorflow
 def test_vulkan_100_steps_match_jax(compiled, trained_gru, test_clip):
   report = json.loads((compiled("vulkan") / compile_lib.COMPILE_FILE).read_text())
   assert report["variant"] == "dft"  # IREE's FFT is not used on Vulkan.
@@ -223,6 +224,7 @@ def test_vmfb_with_another_signature_is_refused(compiled, tmp_path):
     iree_runner.IreeStep(copy)
 
 
+@pytest.mark.without_tensorflow
 def test_vulkan_module_on_cpu_device_is_refused(compiled):
   with pytest.raises(ExportError, match="cannot run on device 'local-sync'"):
     iree_runner.IreeStep(compiled("vulkan"), device="local-sync")

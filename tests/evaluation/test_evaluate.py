@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -66,6 +68,7 @@ def test_evaluate_json_matches_file_by_file_predictions(tiny, capsys, canonical)
     assert want[0].sum() == 2 and want[1].sum() == 8
 
 
+@pytest.mark.filterwarnings("ignore:.*was trained on:UserWarning")  # its training folder
 def test_evaluate_latest_checkpoint_and_cli_errors(tiny, capsys, tmp_path):
   got = run_json(capsys, "--workdir", str(tiny.workdir), "--data-dir", str(tiny.data),
                  "--which", "latest", "--json", "--cache-dir", str(tiny.cache))
@@ -78,3 +81,33 @@ def test_evaluate_latest_checkpoint_and_cli_errors(tiny, capsys, tmp_path):
   with pytest.raises(errors.KwsError):
     folder_eval.main(["--workdir", str(tiny.workdir), "--data-dir", str(tmp_path / "empty"),
                    "--cache-dir", str(tiny.cache)])
+
+
+def test_a_folder_without_word_folders_is_refused_naming_the_dataset_inside(tiny, tmp_path):
+  # The parent of a dataset (like ../shared/data): noise recordings and the dataset folder.
+  parent = tmp_path / "shared"
+  audio_io.write_wav(parent / "background_noise" / "noise.wav", np.zeros(4000, np.float32))
+  (parent / "data").symlink_to(tiny.data, target_is_directory=True)
+  with pytest.raises(errors.DataError, match=(
+      rf"{parent}: not a Speech Commands-layout folder for this model: no folder of its "
+      rf"words \(yes, no\) nor _silence_/_unknown_; its sub-folder data looks like one: "
+      rf"--data-dir {parent / 'data'}$")):
+    folder_eval.main(["--workdir", str(tiny.workdir), "--data-dir", str(parent)])
+
+
+def test_the_training_folder_warns_that_it_is_no_test_accuracy(tiny, capsys, monkeypatch, tmp_path):
+  titles = []
+  monkeypatch.setattr(folder_eval.plots, "confusion_matrix_png",
+                      lambda *args, title="": titles.append(title))
+  with pytest.warns(UserWarning, match=rf"{tiny.data} holds (\d+) clip\(s\) that {tiny.workdir} "
+                    r"was trained on: this is not a test accuracy") as caught:
+    got = run_json(capsys, "--workdir", str(tiny.workdir), "--data-dir", str(tiny.data),
+                   "--json", "--cache-dir", str(tiny.cache), "--plot", str(tmp_path / "c.png"))
+  assert got["training_clips"] == int(re.search(r"holds (\d+)", str(caught[0].message))[1]) > 0
+  assert titles == [f"tf_tiny_conv ({tiny.workdir}) on {tiny.data}: "
+                    f"accuracy {got['accuracy']:.3f}"]
+  other = make_folder(tmp_path / "other", speakers=2, clips=1, seed=5)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # no warning for a folder the run never read
+    run_json(capsys, "--workdir", str(tiny.workdir), "--data-dir", str(other), "--json",
+             "--cache-dir", str(tiny.cache))

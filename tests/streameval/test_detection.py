@@ -77,3 +77,26 @@ def test_make_stream_places_words_deterministically():
     start = int(t * 16)
     assert np.std(audio[start + 1000:start + 15000]) > 0.15
 
+
+
+def test_det_figure_steps_from_the_first_point_on_a_non_negative_axis():
+  curve = [dm.DetectionErrors(0.99, 1.0, 0, 0.0), dm.DetectionErrors(0.9, 0.82, 1, 60.0),
+           dm.DetectionErrors(0.5, 0.4, 3, 180.0), dm.DetectionErrors(0.3, 0.5, 5, 300.0)]
+  fig = dm.det_figure(curve, "dscnn (jax: runs/qs)")
+  ax = fig.axes[0]
+  line = ax.lines[0]
+  assert line.get_drawstyle() == "steps-post"
+  np.testing.assert_array_equal(line.get_xdata(), [0.0, 60.0, 180.0, 300.0])
+  # The lowest false-reject rate reachable so far: (300 FA/h, 50 %) does not undo 40 %.
+  np.testing.assert_array_equal(line.get_ydata(), [100.0, 82.0, 40.0, 40.0])
+  assert ax.get_xlim()[0] == 0.0
+  fig.canvas.draw()
+  assert min(ax.get_xticks()[(ax.get_xticks() >= ax.get_xlim()[0])]) >= 0.0
+  assert all(not t.get_text().startswith(("-", "\u2212")) for t in ax.get_xticklabels())
+  assert "dscnn (jax: runs/qs)" in ax.get_title()
+
+
+def test_jax_and_iree_runs_write_different_default_det_pngs():
+  from kws_jax.streameval import cli
+  assert cli.default_det_png("runs/long.wav", "jax", "never") == "runs/long_det_jax_never.png"
+  assert cli.default_det_png("runs/long.wav", "iree", "never") == "runs/long_det_iree_never.png"

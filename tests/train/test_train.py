@@ -143,6 +143,20 @@ def test_resume_mid_epoch_equals_uninterrupted(reference, tiny, capsys):
   assert_same_run(workdir, reference_dir)
 
 
+def test_rerun_of_a_finished_run_says_so_and_rewrites_the_same_results(reference, tiny, capsys):
+  reference_dir, results = reference
+  workdir = tiny.root / "finished"
+  shutil.copytree(reference_dir, workdir)
+  (workdir / "results.json").unlink()
+  capsys.readouterr()
+  again = loop.train_and_evaluate(tiny_config(tiny.data, tiny.cache), workdir)
+  err = capsys.readouterr().err
+  assert f"{workdir} already finished training (2 epochs, step {results['steps']})" in err
+  assert "rewriting results.json" in err and "resuming from" not in err
+  assert comparable(again) == comparable(results)
+  assert json.loads((workdir / "results.json").read_text())["steps"] == results["steps"]
+
+
 def test_corrupt_latest_checkpoint_falls_back_to_previous(reference, tiny):
   reference_dir, _ = reference
   workdir = tiny.root / "corrupt"
