@@ -7,20 +7,25 @@ only slices batches and checks the losses between chunks.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from kws_jax.models import common as models_common
 from kws_jax.ops import augment as augment_ops
 from kws_jax.ops import frontend
+from kws_jax.train import parallel
 
 
 def make_train_chunk(model, frontend_params, augment: Callable, tx: optax.GradientTransformation,
-                     train: ml_collections.ConfigDict, num_classes: int, seed: int) -> Callable:
+                     train: ml_collections.ConfigDict, num_classes: int, seed: int,
+                     mesh: Mesh | None = None) -> Callable:
   """jit(carry, audio (K,B,S) int16, labels (K,B), steps (K,), valid (K,), nan_step) -> ...
 
   Returns (carry, (loss (K,), correct (K,))). `carry` is (params, model_state,
@@ -28,6 +33,14 @@ def make_train_chunk(model, frontend_params, augment: Callable, tx: optax.Gradie
   epoch so every chunk has one compiled shape). `nan_step` >= 0 poisons the loss of
   that step (testing the NaN guard); it is an argument, not a constant, so the
   compiled function is the same with and without it.
+
+  mesh: data-parallel over its devices (`parallel.training_mesh`): the carry and the
+  outputs replicated, audio and labels split on the example axis (B). The program is
+  the one-device program, partitioned by XLA: losses and gradients are global-batch
+  means, BatchNorm uses the global batch's statistics, and each example's random
+  augmentation, SpecAugment masks and dropout come from keys split per global example
+  index, so the numbers do not depend on the number of devices or processes (up to
+  float summation order in the cross-device reductions).
 
   (Longer than most functions here: the loss, one step and the chunk are closures over
   the same static model and config, which is what jit traces; split apart they would
@@ -94,7 +107,15 @@ def make_train_chunk(model, frontend_params, augment: Callable, tx: optax.Gradie
     new_carry = jax.tree.map(lambda new, old: jnp.where(valid, new, old), new_carry, carry)
     return new_carry, (jnp.where(valid, loss, 0.0), jnp.where(valid, correct, 0))
 
-  @jax.jit
+  if mesh is None:
+    jit = jax.jit
+  else:
+    replicated, by_example = NamedSharding(mesh, P()), NamedSharding(mesh, P(None, parallel.BATCH_AXIS))
+    jit = functools.partial(
+        jax.jit, in_shardings=(replicated, by_example, by_example, replicated, replicated,
+                               replicated), out_shardings=(replicated, replicated))
+
+  @jit
   def train_chunk(carry, audio, labels, steps, valid, nan_step):
     if not train.get("unroll_steps"):
       return jax.lax.scan(lambda c, x: one_step(c, x, nan_step), carry,
