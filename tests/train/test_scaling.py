@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -72,17 +73,21 @@ def assert_same_training(run: dict, workdir: pathlib.Path, reference: dict,
   assert run["accuracy"] == reference["accuracy"]
 
 
-def start_processes(command: list[str], count: int) -> list[subprocess.Popen]:
-  """`count` processes of `command` + `--process I/N@PORT`, the coordinator on 127.0.0.1."""
+def cli_flags(i: int, count: int, port: int) -> list[str]:
+  return [f"--distributed.coordinator_address=127.0.0.1:{port}",
+          f"--distributed.num_processes={count}", f"--distributed.process_id={i}"]
+
+
+def driver_flags(i: int, count: int, port: int) -> list[str]:
+  return ["--process", f"{i}/{count}@{port}"]
+
+
+def start_processes(command: list[str], count: int, flags=cli_flags) -> list[subprocess.Popen]:
+  """`count` processes of `command` + `flags(i, count, port)`, the coordinator on 127.0.0.1."""
   port = free_port()
   extra = env(JAX_COORDINATOR_BIND_ADDRESS=f"127.0.0.1:{port}")
-  return [subprocess.Popen(command + [f"--distributed.coordinator_address=127.0.0.1:{port}",
-                                      f"--distributed.num_processes={count}",
-                                      f"--distributed.process_id={i}"]
-                           if "kws_jax.train" in command else command + [
-                               "--process", f"{i}/{count}@{port}"],
-                           cwd=REPO, env=extra, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
+  return [subprocess.Popen(command + flags(i, count, port), cwd=REPO, env=extra,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
           for i in range(count)]
 
 
@@ -125,7 +130,7 @@ def run_driver(tiny, name: str, processes: int, **extra_env: str) -> tuple[dict,
                           text=True, timeout=TIMEOUT)
     outputs = [(proc.returncode, proc.stdout + proc.stderr)]
   else:
-    outputs = finish(start_processes(command, processes))
+    outputs = finish(start_processes(command, processes, driver_flags))
   for code, text in outputs:
     assert code == 0, text[-3000:]
   return json.loads(out.read_text()), workdir
@@ -150,7 +155,8 @@ def test_more_devices_than_there_are_is_a_config_error(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_train_like_one_device_and_resume_after_a_kill(tiny, one_device, tmp_path):
-  """(c) equals (a); killing one of its processes mid-run and rerunning both ends the same."""
+  """(c) equals (a); killing one of its processes mid-run and rerunning both ends the same;
+  the killed run resumed by one process instead ends the same within tolerance."""
   reference, reference_dir = one_device
   run, workdir = run_driver(tiny, "two_processes", 2)
   assert (run["devices"], run["processes"]) == (2, 2)
@@ -178,6 +184,8 @@ def test_two_processes_train_like_one_device_and_resume_after_a_kill(tiny, one_d
     finish(processes, timeout=5)
   assert processes[1].returncode == -signal.SIGKILL
   assert not (killed_dir / "results.json").exists()
+  one_process_dir = tmp_path / "resumed_by_one_process"
+  shutil.copytree(killed_dir, one_process_dir)
 
   outputs = finish(start_processes(command, 2))
   for code, text in outputs:
@@ -187,3 +195,9 @@ def test_two_processes_train_like_one_device_and_resume_after_a_kill(tiny, one_d
   assert results(killed_dir) == results(workdir)
   for a, b in zip(weights(killed_dir), weights(workdir), strict=True):
     np.testing.assert_array_equal(a, b)
+
+  # The same killed run resumed by this one process on its one device instead.
+  loop.train_and_evaluate(tiny_config(tiny.data, tiny.cache, epochs=EPOCHS), one_process_dir)
+  assert results(one_process_dir)["accuracy"] == results(workdir)["accuracy"]
+  for a, b in zip(weights(one_process_dir), weights(workdir), strict=True):
+    np.testing.assert_allclose(a, b, rtol=WEIGHT_RTOL, atol=WEIGHT_ATOL)
