@@ -67,6 +67,9 @@ def train_config() -> ml_collections.ConfigDict:
   c.epochs = 10
   c.batch_size = 64
   c.eval_batch_size = 256
+  # Data-parallel devices per process (0: all local devices); the batch sizes must split
+  # evenly over all processes' devices. Changing it does not stop a run from resuming.
+  c.num_devices = 0
   c.optimizer = "adam"            # one of OPTIMIZERS
   c.learning_rate = 1e-3          # peak/initial rate
   c.momentum = 0.9                # sgd, rmsprop (0: none)

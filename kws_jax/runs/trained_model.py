@@ -52,8 +52,12 @@ class Trained:
     return self._predict(self.variables, audio)
 
 
-def load(workdir: str | os.PathLike, which: str = BEST) -> Trained:
-  """The model of a training workdir; KwsError when missing or incompatible."""
+def load(workdir: str | os.PathLike, which: str = BEST, *, sharding=None) -> Trained:
+  """The model of a training workdir; KwsError when missing or incompatible.
+
+  sharding: where the restored weights go (e.g. replicated over a training mesh);
+  None: this process's first device, whatever devices the run trained on.
+  """
   if which not in (BEST, LATEST):
     raise KwsError(f"which={which!r}: choose 'best' or 'latest'")
   workdir = pathlib.Path(workdir)
@@ -88,6 +92,11 @@ def load(workdir: str | os.PathLike, which: str = BEST) -> Trained:
                    f"{meta['num_features']}) features, the config now gives "
                    f"({num_frames}, {num_features}); the frontend code or config changed")
   target = builder.abstract_variables(model, num_frames, num_features)
+  # Orbax restores onto the saved topology unless told otherwise; a run trained on
+  # several devices would then not load on one.
+  sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                        target)
   try:
     restored = manager.restore(step, args=ocp.args.Composite(
         model=ocp.args.StandardRestore(target)))

@@ -3,5 +3,6 @@
 Modules: `loop` (the run: setup, resume, epochs, results), `step` (the jitted
 training step), `optimizer` (optax optimizer and schedule from the config),
 `workdir` (config.json checks), `metrics_log` (metrics.jsonl, TensorBoard), `cli`
-(the command line), `parallel` (data-parallel steps over a device mesh).
+(the command line), `parallel` (the device mesh, batch placement, data-parallel steps),
+`distributed` (multi-process start; process 0 writes the files).
 """

@@ -1,6 +1,13 @@
 """The training command line:
 
     python -m kws_jax.train experiments/<name>.py --workdir DIR [--config.key=value ...]
+
+Data-parallel over every local device by default (`--config.train.num_devices=N`
+to use fewer). Several processes (hosts): start the same command in each with
+`--distributed.coordinator_address=HOST:PORT --distributed.num_processes=N
+--distributed.process_id=I`, or with `--distributed.auto` under SLURM, Open MPI or
+a TPU pod (JAX detects the cluster), or with JAX_COORDINATOR_ADDRESS set. These are
+command-line flags, not config keys: a run may resume on another number of processes.
 """
 
 from __future__ import annotations
@@ -53,6 +60,15 @@ def main(argv: Sequence[str]) -> int:
   parser.add_argument("--config-help", action="store_true",
                       help="print the experiment's config keys and values (with any "
                            "--config.KEY=VALUE applied) as overrides, and exit")
+  group = parser.add_argument_group("several processes (multi-host)")
+  group.add_argument("--distributed.coordinator_address", dest="coordinator_address",
+                     metavar="HOST:PORT", help="process 0's host and a free port")
+  group.add_argument("--distributed.num_processes", dest="num_processes", type=int,
+                     metavar="N", help="number of processes in the run")
+  group.add_argument("--distributed.process_id", dest="process_id", type=int, metavar="I",
+                     help="this process's id, 0..N-1 (0 writes the workdir's files)")
+  group.add_argument("--distributed.auto", dest="auto", action="store_true",
+                     help="let JAX detect the cluster (SLURM, Open MPI, TPU pod, JAX_* env)")
   errors.add_verbose_flag(parser)
   # Parsed in two steps: the config names the sections a bare `--train.epochs` belongs to.
   args, unknown = parser.parse_known_args(rest)
@@ -65,9 +81,15 @@ def main(argv: Sequence[str]) -> int:
     return 0
   if not args.workdir:
     parser.error("the following arguments are required: --workdir")
-  from kws_jax.train import loop  # lazy: `--help` and `--config-help` without importing JAX
+  # lazy: `--help` and `--config-help` without importing JAX
+  from kws_jax.train import distributed, loop
 
+  flags = (args.coordinator_address, args.num_processes, args.process_id)
+  if args.auto or any(x is not None for x in flags) or distributed.wanted_from_environment():
+    distributed.initialize(*flags)
   results = loop.train_and_evaluate(config, args.workdir)
+  if not distributed.is_primary():
+    return 0
   accuracy = results["accuracy"]
   where = pathlib.Path(args.workdir) / "results.json"
   print(f"test accuracy {accuracy:.4f} on {results['num_examples']} clips "

@@ -5,6 +5,13 @@ checkpoint) and writes results.json. Resuming is exact: the data order depends
 only on (seed, epoch) and every random draw on (seed, step), checkpoints fall on
 chunk boundaries, and the running epoch sums are saved with the weights, so
 rerunning a command ends with the same metrics as an uninterrupted run.
+
+The run is data-parallel over `train.num_devices` devices of every process (0: all;
+`parallel.training_mesh`): each global batch is split over the mesh and the jitted
+step keeps the one-device semantics (`step.make_train_chunk`; BatchNorm uses
+global-batch statistics). With several processes (`distributed.initialize`) each
+feeds its own rows of every batch, evaluation is split the same way, and only
+process 0 writes files and prints (`kws_jax.train.distributed`).
 """
 
 from __future__ import annotations
@@ -32,9 +39,9 @@ from kws_jax.errors import DataError, TrainingError
 from kws_jax.evaluation import classification, plots
 from kws_jax.models import builder
 from kws_jax.runs import checkpoints, trained_model
-from kws_jax.train import distill, optimizer, step
+from kws_jax.train import distill, distributed, optimizer, parallel, step
 from kws_jax.train import workdir as workdir_lib
-from kws_jax.train.metrics_log import MetricsLog
+from kws_jax.train.metrics_log import MetricsLog, NullLog
 
 
 def _fresh_progress() -> dict[str, Any]:
@@ -58,6 +65,7 @@ class TrainingRun:
   latest: ocp.CheckpointManager
   best: ocp.CheckpointManager
   static_meta: dict
+  mesh: jax.sharding.Mesh
   progress: dict = dataclasses.field(default_factory=_fresh_progress)
   started: float = dataclasses.field(default_factory=time.perf_counter)
   seconds_before: float = 0.0
@@ -90,10 +98,15 @@ class TrainingRun:
 def setup(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> TrainingRun:
   """Loads the data, builds model and optimizer, and opens the checkpoints (fresh weights)."""
   train, seed = config.train, int(config.seed)
-  ds = pipeline.load_dataset(config.data, seed)
+  mesh = parallel.training_mesh(int(train.get("num_devices", 0)))
+  parallel.check_batch_size(int(train.batch_size), mesh, "train.batch_size")
+  parallel.check_batch_size(int(train.eval_batch_size), mesh, "train.eval_batch_size")
+  # Process 0 first: loading may build the shared tfds cache or the synthetic set.
+  ds = distributed.primary_first("load_dataset", lambda: pipeline.load_dataset(config.data, seed))
   data_checks.drop_evaluation_speakers(ds)
   label_names = list(ds.label_names)
-  (workdir / "labels.txt").write_text("".join(name + "\n" for name in label_names))
+  if distributed.is_primary():
+    (workdir / "labels.txt").write_text("".join(name + "\n" for name in label_names))
 
   frontend_params, model, num_frames, num_features = builder.build(
       config, len(label_names), ds.clip_samples)
@@ -113,12 +126,13 @@ def setup(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> TrainingR
   train_chunk = step.make_train_chunk(model, frontend_params,
                                       pipeline.make_augment_fn(config.data, ds), tx, train,
                                       len(label_names), seed, teacher=teacher,
-                                      distill=config.get("distill"))
+                                      distill=config.get("distill"), mesh=mesh)
   return TrainingRun(
       config=config, workdir=workdir, ds=ds, first_epoch=first_epoch, label_names=label_names,
       steps_per_epoch=steps_per_epoch, schedule=schedule, train_chunk=train_chunk,
-      eval_logits=builder.make_logits_fn(model, frontend_params),
-      carry=(params, model_state, tx.init(params)),
+      eval_logits=parallel.sharded_logits_fn(builder.make_logits_fn(model, frontend_params),
+                                             mesh),
+      carry=parallel.replicate((params, model_state, tx.init(params)), mesh), mesh=mesh,
       latest=checkpoints.checkpoint_manager(workdir, checkpoints.LATEST,
                                             max_to_keep=int(train.keep_checkpoints)),
       best=checkpoints.checkpoint_manager(workdir, checkpoints.BEST, max_to_keep=1),
@@ -148,7 +162,9 @@ def resume(run: TrainingRun) -> bool:
     for newer in [s for s in manager.all_steps() if s > saved_step]:
       manager.delete(newer)
   epochs = int(run.config.train.epochs)
-  if run.progress["epoch"] >= epochs:
+  if not distributed.is_primary():
+    pass
+  elif run.progress["epoch"] >= epochs:
     print(f"{run.workdir} already finished training ({epochs} epochs, step {saved_step}): "
           "testing its best checkpoint again and rewriting results.json, "
           "confusion_matrix.png and training_curves.png", file=sys.stderr)
@@ -159,13 +175,17 @@ def resume(run: TrainingRun) -> bool:
 
 
 def _chunk_arrays(audio: np.ndarray, labels: np.ndarray, first: int, count: int, chunk: int,
-                  batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-  """`count` batches from batch `first`, zero-padded to `chunk` batches (one compiled shape)."""
+                  batch_size: int, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+  """`count` batches from batch `first`, zero-padded to `chunk` batches (one compiled shape).
+
+  Only `rows` of each batch: this process's share (all of it in a one-process run).
+  """
   lo, hi = first * batch_size, (first + count) * batch_size
-  audio_chunk = np.zeros((chunk, batch_size) + audio.shape[1:], audio.dtype)
-  label_chunk = np.zeros((chunk, batch_size), np.int32)
-  audio_chunk[:count] = audio[lo:hi].reshape((count, batch_size) + audio.shape[1:])
-  label_chunk[:count] = labels[lo:hi].reshape(count, batch_size)
+  share = len(range(batch_size)[rows])
+  audio_chunk = np.zeros((chunk, share) + audio.shape[1:], audio.dtype)
+  label_chunk = np.zeros((chunk, share), np.int32)
+  audio_chunk[:count] = audio[lo:hi].reshape((count, batch_size) + audio.shape[1:])[:, rows]
+  label_chunk[:count] = labels[lo:hi].reshape(count, batch_size)[:, rows]
   return audio_chunk, label_chunk
 
 
@@ -195,13 +215,16 @@ def train_epoch(run: TrainingRun, epoch: int, log: MetricsLog) -> int:
   nan_step = np.int32(train.debug_inject_nan_at_step)
   num_batches = len(split.labels) // batch_size
   audio, labels = np.asarray(split.audio), np.asarray(split.labels, np.int32)
+  rows = parallel.process_rows(batch_size, run.mesh)
   bar = tqdm(total=num_batches, initial=int(progress["batch"]),
              desc=f"epoch {epoch + 1}/{int(train.epochs)}", unit="step", leave=False,
-             dynamic_ncols=True, disable=None, file=sys.stderr)
+             dynamic_ncols=True, disable=None if distributed.is_primary() else True,
+             file=sys.stderr)
   while progress["batch"] < num_batches:
     count = min(chunk, num_batches - int(progress["batch"]))
-    audio_chunk, label_chunk = _chunk_arrays(audio, labels, int(progress["batch"]), count,
-                                             chunk, batch_size)
+    audio_chunk, label_chunk = parallel.put_batches(
+        run.mesh, *_chunk_arrays(audio, labels, int(progress["batch"]), count, chunk, batch_size,
+                                 rows), local=True)
     steps = progress["step"] + np.arange(chunk, dtype=np.int32)
     new_carry, (losses, correct) = run.train_chunk(run.carry, audio_chunk, label_chunk, steps,
                                                    np.arange(chunk) < count, nan_step)
@@ -248,9 +271,10 @@ def end_epoch(run: TrainingRun, epoch: int, num_batches: int, seconds: float,
   validation_text = (f"val loss {val_loss:.4f} acc {val_accuracy:.4f}"
                      f"{' (best)' if improved else ''}" if has_validation
                      else "no validation clips")
-  print(f"epoch {epoch + 1}/{int(train.epochs)} step {progress['step']}: "
-        f"loss {record['train_loss']:.4f} acc {record['train_accuracy']:.4f} | "
-        f"{validation_text} | {seconds:.1f} s", file=sys.stderr)
+  if distributed.is_primary():
+    print(f"epoch {epoch + 1}/{int(train.epochs)} step {progress['step']}: "
+          f"loss {record['train_loss']:.4f} acc {record['train_accuracy']:.4f} | "
+          f"{validation_text} | {seconds:.1f} s", file=sys.stderr)
   progress.update(epoch=epoch + 1, batch=0, sum_loss=0.0, sum_correct=0, sum_count=0)
   if improved:
     progress.update(best_accuracy=val_accuracy if has_validation else -1.0,
@@ -263,8 +287,11 @@ def end_epoch(run: TrainingRun, epoch: int, num_batches: int, seconds: float,
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict:
   """Trains (resuming from `workdir` when it holds a checkpoint) and returns results.json's dict.
 
-  One run at a time per workdir (train.lock): a second is refused, naming the first.
+  One run at a time per workdir (train.lock, held by process 0 of a multi-process run): a
+  second is refused, naming the first.
   """
+  if not distributed.is_primary():
+    return _train_and_evaluate(config, workdir)
   with workdir_lib.locked(pathlib.Path(workdir).resolve()):
     return _train_and_evaluate(config, workdir)
 
@@ -273,14 +300,16 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Pat
   optimizer.validate_config(config)
   workdir = pathlib.Path(workdir).resolve()
   data_checks.check_data_paths(config.data)
-  workdir_lib.prepare_workdir(workdir, config)
+  # Every process checks a resumed run's config.json; process 0 writes it.
+  workdir_lib.prepare_workdir(workdir, config, write=distributed.is_primary())
+  distributed.barrier("prepare_workdir")
   if config.train.check_nans:
     jax.config.update("jax_debug_nans", True)
 
   run = setup(config, workdir)
   resume(run)
   run.started = time.perf_counter()
-  log = MetricsLog(workdir, int(run.progress["step"]))
+  log = MetricsLog(workdir, int(run.progress["step"])) if distributed.is_primary() else NullLog()
   try:
     while run.progress["epoch"] < int(config.train.epochs):
       epoch = int(run.progress["epoch"])
@@ -297,7 +326,8 @@ def final_results(run: TrainingRun) -> dict:
   """Tests the best checkpoint, writes results.json and the PNG plots, returns the results."""
   # Through trained_model.load, as every later stage reads the model; the training run's
   # jitted eval function takes its variables (same model, so no second compile).
-  t = trained_model.load(run.workdir, checkpoints.BEST)
+  t = trained_model.load(run.workdir, checkpoints.BEST,
+                         sharding=jax.sharding.NamedSharding(run.mesh, jax.sharding.PartitionSpec()))
   ds, label_names, progress = run.ds, run.label_names, run.progress
   matrix, test_loss = classification.evaluate_arrays(
       run.eval_logits, t.variables, ds.test.audio, ds.test.labels,
@@ -325,6 +355,8 @@ def final_results(run: TrainingRun) -> dict:
       data_sizes=dict(train=int(len(ds.train.labels)), train_epoch=len(run.first_epoch.labels),
                       validation=int(len(ds.validation.labels)), test=int(len(ds.test.labels))),
   )
+  if not distributed.is_primary():
+    return results
   tmp = run.workdir / "results.json.tmp"
   tmp.write_text(json.dumps(results, indent=2) + "\n")
   os.replace(tmp, run.workdir / "results.json")

@@ -39,3 +39,13 @@ class MetricsLog:
   def close(self) -> None:
     self.file.close()
     self.writer.close()
+
+
+class NullLog:
+  """The log of a process other than 0 in a multi-process run: process 0 writes the record."""
+
+  def write(self, record: dict) -> None:
+    pass
+
+  def close(self) -> None:
+    pass

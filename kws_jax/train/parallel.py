@@ -1,6 +1,17 @@
 """Data-parallel training over devices with `jax.sharding` (a 1-D mesh over the batch axis).
 
-Each device gets an equal slice of the global batch, computes the loss and
+The trainer (`kws_jax.train.loop`) jits its step with shardings over
+`training_mesh(...)`: parameters, optimizer and BatchNorm state replicated, each
+batch split on its example axis (`put_batches`), and XLA (GSPMD) inserts the
+collectives. The program keeps the one-device semantics: the loss and gradients
+are means over the global batch and BatchNorm normalizes with the global batch's
+statistics (a cross-device mean, like SyncBatchNorm), so the numbers equal a
+one-device run's up to float summation order. One device is the same code on a
+1-device mesh.
+
+The hand-written steps below (`make_train_step`, `make_train_epoch`, used by
+`kws_jax.bench.train_speed`) map the loss over devices with `shard_map` instead:
+each device gets an equal slice of the global batch, computes the loss and
 gradients of its slice, and the gradients are averaged across the mesh
 (`lax.pmean`), so for a loss that is a mean over examples the update equals the
 single-device update on the whole global batch (up to float summation order).
@@ -12,23 +23,23 @@ Parameters and optimizer state are replicated.
   params, opt_state, loss = step(params, opt_state, parallel.shard_batch(batch, mesh))
 
 `loss_fn(params, *batch) -> scalar` is the mean loss over the examples in
-`batch` (arrays with the batch on axis 0). Models with BatchNorm normalize with
-each device's own slice (like torch DDP without SyncBatchNorm).
+`batch` (arrays with the batch on axis 0). In these shard_map steps, models with
+BatchNorm normalize with each device's own slice (like torch DDP without SyncBatchNorm).
 
 On one CPU host, XLA exposes one device unless told otherwise; set
 `XLA_FLAGS=--xla_force_host_platform_device_count=N` before JAX starts to
 split the cores into N devices (the benchmark does this: small recurrent
 matmuls run faster one per core than split across cores).
 
-Multi-host: call `initialize_distributed(...)` first in every process (same
-arguments except `process_id`), then `batch_mesh(global_devices=True)`; each
-process passes its own share of the global batch to `shard_batch`.
+Multi-host: call `initialize_distributed(...)` (`kws_jax.train.distributed.initialize`)
+first in every process (same arguments except `process_id`), then
+`batch_mesh(global_devices=True)` or `training_mesh(...)`; each process passes its
+own share of the global batch to `shard_batch`, or the global batch to `put_batches`.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any, Callable, Sequence
 
 import jax
@@ -37,32 +48,13 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from kws_jax.errors import ConfigError, KwsError
+from kws_jax.errors import ConfigError
+from kws_jax.train import distributed
 
 BATCH_AXIS = "batch"
 PyTree = Any
 
-
-def initialize_distributed(coordinator_address: str | None = None,
-                           num_processes: int | None = None,
-                           process_id: int | None = None) -> None:
-  """Starts multi-host JAX (`jax.distributed.initialize`); call once, before any JAX work.
-
-  With no arguments, JAX reads the cluster from the environment (SLURM, Open MPI,
-  TPU pods, or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID).
-  """
-  coordinator_address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
-  if num_processes is None and "JAX_NUM_PROCESSES" in os.environ:
-    num_processes = int(os.environ["JAX_NUM_PROCESSES"])
-  if process_id is None and "JAX_PROCESS_ID" in os.environ:
-    process_id = int(os.environ["JAX_PROCESS_ID"])
-  try:
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=num_processes, process_id=process_id)
-  except (RuntimeError, ValueError) as e:
-    raise KwsError(f"could not start multi-host JAX ({str(e).splitlines()[0]}); give the "
-                   "coordinator host:port, the number of processes and this process's id "
-                   "(or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)") from None
+initialize_distributed = distributed.initialize
 
 
 def batch_mesh(num_devices: int | None = None, *, global_devices: bool = False,
@@ -82,11 +74,11 @@ def batch_mesh(num_devices: int | None = None, *, global_devices: bool = False,
   return Mesh(np.asarray(devices), (BATCH_AXIS,))
 
 
-def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+def check_batch_size(batch_size: int, mesh: Mesh, what: str = "batch size") -> None:
   """The global batch must split evenly over the mesh's devices."""
   n = mesh.devices.size
   if batch_size % n:
-    raise ConfigError(f"batch size {batch_size} does not split evenly over {n} devices; "
+    raise ConfigError(f"{what} {batch_size} does not split evenly over {n} devices; "
                       f"use a multiple of {n}")
 
 
@@ -96,9 +88,16 @@ def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
   Always a copy, so donating the result to a train step never deletes the caller's arrays.
   """
   # Through host memory: device_put(may_alias=False) still reuses the source buffer for the
-  # shard on the source device when replicating over several devices (JAX 0.10.2).
+  # shard on the source device when replicating over several devices (JAX 0.10.2). From a
+  # callback, so that it also builds arrays over other processes' devices (each process
+  # passes the same values).
   sharding = NamedSharding(mesh, P())
-  return jax.tree.map(lambda x: jax.device_put(np.array(x), sharding), tree)
+
+  def put(x):
+    host = np.array(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+  return jax.tree.map(put, tree)
 
 
 def shard_batch(tree: PyTree, mesh: Mesh, axis: int = 0) -> PyTree:
@@ -118,6 +117,70 @@ def shard_batch(tree: PyTree, mesh: Mesh, axis: int = 0) -> PyTree:
     return jax.device_put(x, sharding)
 
   return jax.tree.map(put, tree)
+
+
+def training_mesh(num_devices: int = 0) -> Mesh:
+  """The trainer's mesh: `num_devices` devices of every process (0: all), in process order.
+
+  Every process contributes the same number of devices, so each feeds an equal,
+  contiguous share of every global batch.
+  """
+  by_process: dict[int, list[jax.Device]] = {}
+  for device in jax.devices():
+    by_process.setdefault(device.process_index, []).append(device)
+  local = len(by_process[jax.process_index()])
+  if num_devices < 0 or num_devices > local:
+    raise ConfigError(f"train.num_devices={num_devices} but this process has {local} device(s) "
+                      "(0 = all; on CPU, set XLA_FLAGS=--xla_force_host_platform_device_count=N "
+                      "before starting Python)")
+  count = num_devices or min(len(d) for d in by_process.values())
+  devices = [d for p in sorted(by_process) for d in sorted(by_process[p], key=lambda d: d.id)[:count]]
+  return Mesh(np.asarray(devices), (BATCH_AXIS,))
+
+
+def process_rows(batch_size: int, mesh: Mesh) -> slice:
+  """The rows of a global batch of `batch_size` that this process puts on its devices."""
+  check_batch_size(batch_size, mesh)
+  indices = NamedSharding(mesh, P(BATCH_AXIS)).addressable_devices_indices_map((batch_size,))
+  starts = sorted(index[0].start or 0 for index in indices.values())
+  per_device = batch_size // mesh.devices.size
+  return slice(starts[0], starts[-1] + per_device)
+
+
+def put_batches(mesh: Mesh, *arrays: np.ndarray, axis: int = 1,
+                local: bool = False) -> tuple[jax.Array, ...]:
+  """Global arrays split over the mesh on `axis` (the examples), from host arrays.
+
+  local=False: every process passes the whole global arrays and copies only its own
+  rows; local=True: each passes just its rows (`process_rows`), e.g. read from its
+  own share of the data.
+  """
+  spec = NamedSharding(mesh, P(*([None] * axis + [BATCH_AXIS])))
+  out = []
+  for x in arrays:
+    x = np.asarray(x)
+    if not local:
+      rows = process_rows(x.shape[axis], mesh)
+      x = x[(slice(None),) * axis + (rows,)]
+    out.append(jax.make_array_from_process_local_data(spec, x))
+  return tuple(out)
+
+
+def sharded_logits_fn(logits_fn: Callable, mesh: Mesh) -> Callable:
+  """`logits_fn(variables, audio)` with the batch split over the mesh; logits come back whole.
+
+  Takes host batches (every process passes the same global batch) and returns a host
+  array, as `evaluation.classification.evaluate_arrays` expects.
+  """
+  whole = jax.jit(lambda variables, audio: logits_fn(variables, audio),
+                  out_shardings=NamedSharding(mesh, P()))
+
+  def logits(variables, audio):
+    check_batch_size(len(audio), mesh, "train.eval_batch_size")
+    (audio,) = put_batches(mesh, audio, axis=0)
+    return np.asarray(whole(variables, audio))
+
+  return logits
 
 
 def data_parallel_value_and_grad(loss_fn: Callable[..., jax.Array], mesh: Mesh
@@ -188,4 +251,5 @@ def make_train_epoch(loss_fn: Callable[..., jax.Array], optimizer: optax.Gradien
 
 
 __all__ = ["BATCH_AXIS", "initialize_distributed", "batch_mesh", "check_batch_size", "replicate",
-           "shard_batch", "data_parallel_value_and_grad", "make_train_step", "make_train_epoch"]
+           "shard_batch", "training_mesh", "process_rows", "put_batches", "sharded_logits_fn",
+           "data_parallel_value_and_grad", "make_train_step", "make_train_epoch"]

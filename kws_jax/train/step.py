@@ -7,23 +7,28 @@ only slices batches and checks the losses between chunks.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from kws_jax.models import common as models_common
 from kws_jax.ops import augment as augment_ops
 from kws_jax.ops import frontend
+from kws_jax.train import parallel
 from kws_jax.train.distill import distillation_loss
 
 
 def make_train_chunk(model, frontend_params, augment: Callable, tx: optax.GradientTransformation,
                      train: ml_collections.ConfigDict, num_classes: int, seed: int,
                      teacher: Callable | None = None,
-                     distill: ml_collections.ConfigDict | None = None) -> Callable:
+                     distill: ml_collections.ConfigDict | None = None,
+                     mesh: Mesh | None = None) -> Callable:
   """jit(carry, audio (K,B,S) int16, labels (K,B), steps (K,), valid (K,), nan_step) -> ...
 
   Returns (carry, (loss (K,), correct (K,))). `carry` is (params, model_state,
@@ -33,6 +38,14 @@ def make_train_chunk(model, frontend_params, augment: Callable, tx: optax.Gradie
   compiled function is the same with and without it. `teacher` (float audio -> logits,
   `kws_jax.train.distill.make_teacher`) runs on the same augmented audio as the model and
   adds `distill`'s soft-target term to the loss.
+
+  mesh: data-parallel over its devices (`parallel.training_mesh`): the carry and the
+  outputs replicated, audio and labels split on the example axis (B). The program is
+  the one-device program, partitioned by XLA: losses and gradients are global-batch
+  means, BatchNorm uses the global batch's statistics, and each example's random
+  augmentation, SpecAugment masks and dropout come from keys split per global example
+  index, so the numbers do not depend on the number of devices or processes (up to
+  float summation order in the cross-device reductions).
 
   (Longer than most functions here: the loss, one step and the chunk are closures over
   the same static model and config, which is what jit traces; split apart they would
@@ -105,7 +118,15 @@ def make_train_chunk(model, frontend_params, augment: Callable, tx: optax.Gradie
     new_carry = jax.tree.map(lambda new, old: jnp.where(valid, new, old), new_carry, carry)
     return new_carry, (jnp.where(valid, loss, 0.0), jnp.where(valid, correct, 0))
 
-  @jax.jit
+  if mesh is None:
+    jit = jax.jit
+  else:
+    replicated, by_example = NamedSharding(mesh, P()), NamedSharding(mesh, P(None, parallel.BATCH_AXIS))
+    jit = functools.partial(
+        jax.jit, in_shardings=(replicated, by_example, by_example, replicated, replicated,
+                               replicated), out_shardings=(replicated, replicated))
+
+  @jit
   def train_chunk(carry, audio, labels, steps, valid, nan_step):
     if not train.get("unroll_steps"):
       return jax.lax.scan(lambda c, x: one_step(c, x, nan_step), carry,

@@ -20,9 +20,14 @@ from kws_jax.runs import checkpoints
 
 LOCK_NAME = "train.lock"
 
+# Keys a resumed run may change: they do not change what is computed (the number of
+# devices splits the same global batch; results agree up to float summation order).
+RESUMABLE_CHANGES = ("train.num_devices",)
 
-def prepare_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
-  """Writes config.json, or checks that a resumed run has the same config."""
+
+def prepare_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict,
+                    write: bool = True) -> None:
+  """Writes config.json (when `write`), or checks that a resumed run has the same config."""
   workdir.mkdir(parents=True, exist_ok=True)
   path = workdir / "config.json"
   current = config_loader.to_dict(config)
@@ -31,13 +36,15 @@ def prepare_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) ->
       saved = json.loads(path.read_text())
     except json.JSONDecodeError:
       saved = None
+    changed = [] if saved is None else sorted(
+        k for k in diff_keys(saved, current) if k not in RESUMABLE_CHANGES)
     # Only a run with checkpoints is resumed; a run that failed before its first may change.
-    if saved is not None and saved != current and any(
-        checkpoints.checkpoint_dir(workdir, checkpoints.LATEST).glob("[0-9]*")):
-      changed = sorted(diff_keys(saved, current))
+    if changed and any(checkpoints.checkpoint_dir(workdir, checkpoints.LATEST).glob("[0-9]*")):
       raise ConfigError(
           f"{workdir} holds a run with a different config (changed: {', '.join(changed[:8])}); "
           "resuming needs the same config: use a new --workdir, or delete the old one")
+  if not write:
+    return
   tmp = path.with_suffix(".json.tmp")
   tmp.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
   os.replace(tmp, path)
