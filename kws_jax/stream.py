@@ -41,49 +41,47 @@ def make_test(data_dir: str, out_wav: str, out_labels: str | None = None, *, min
               unknown_percentage: float = 30.0, word_gap_ms: int = 2000,
               wanted_words: str = "yes,no,up,down,left,right,on,off,stop,go",
               split_salt: str = "", validation_percentage: float = 10.0,
-              testing_percentage: float = 10.0, seed: int = 0) -> tuple[str, str, int]:
+              testing_percentage: float = 10.0, seed: int = 0, negative_hours: float = 0.0,
+              positive_snr_db: float | None = None, negative_words_dirs: Sequence[str] = (),
+              workers: int = 2, progress: bool = False) -> tuple[str, str, int]:
   """Writes the long test WAV and labels; returns (wav, labels, number of words).
 
   The speaker split options must match the training run's (e.g. sc12_real's
   `split_salt="sc12"`, 15 % test) so that the stream holds only unseen speakers.
+  `negative_hours` appends that much keyword-free audio and writes `<out>_manifest.json`
+  (kws_jax.streameval.negatives); `positive_snr_db` lays speech and noise under the keywords.
   """
+  from kws_jax.data import folder as folder_lib
   from kws_jax.data import pipeline
+  from kws_jax.streameval import long_test, negatives
 
-  cfg = pipeline.default_config()
-  cfg.source = "folder"
-  cfg.data_dir = data_dir
-  cfg.wanted_words = wanted_words
-  cfg.background_dir = background_dir
-  cfg.rebalance_eval = False
-  cfg.silence_percentage = 0.0
-  cfg.split_salt = split_salt
-  cfg.validation_percentage = validation_percentage
-  cfg.testing_percentage = testing_percentage
-  if split == "all":
-    cfg.test_dir = data_dir
-  elif split not in ("test", "validation"):
-    raise ConfigError(f"--split {split!r}: choose 'test' (the folder's test speakers), "
-                      "'validation' (its validation speakers: tune on these) or 'all'")
-  ds = pipeline.load_dataset(cfg, seed=seed)
-  part = ds.validation if split == "validation" else ds.test
-  clips: dict[str, list[np.ndarray]] = {}
-  for audio, label in zip(part.audio, part.labels):
-    name = ds.label_names[int(label)]
-    if name != dm.SILENCE:
-      clips.setdefault(name, []).append(audio_lib.from_int16(audio))
-  keywords = [w for w in ds.label_names if not w.startswith("_")]
-  if not any(clips.get(k) for k in keywords):
-    raise DataError(f"{data_dir}: its {split} split holds no keyword clips")
-  background = None if ds.background is None else list(ds.background)
+  options = folder_lib.FolderOptions(validation_percentage=validation_percentage,
+                                     testing_percentage=testing_percentage, split_salt=split_salt)
+  words = [w.strip() for w in wanted_words.split(",") if w.strip()]
+  src = long_test.load_sources(data_dir, split, words, options,
+                               pipeline.cache_dir(pipeline.default_config()), background_dir)
   config = stream_testset.StreamTestConfig(
-      duration_s=60.0 * minutes, sample_rate=ds.sample_rate,
-      clip_duration_ms=int(1000 * ds.clip_samples / ds.sample_rate), word_gap_ms=word_gap_ms,
+      duration_s=60.0 * minutes, sample_rate=src.sample_rate,
+      clip_duration_ms=int(1000 * src.clip_samples / src.sample_rate), word_gap_ms=word_gap_ms,
       unknown_percentage=unknown_percentage, background_volume=background_volume, seed=seed)
-  long_audio, labels = stream_testset.make_stream(clips, keywords, background, config)
-  audio_lib.write_wav(out_wav, long_audio, ds.sample_rate)
+  background = None if positive_snr_db is not None else (src.background or None)
+  long_audio, labels = stream_testset.make_stream(src.clips, src.keywords, background, config)
   out_labels = out_labels or default_labels_path(out_wav)
   dm.write_labels(out_labels, labels)
+  if negative_hours > 0 or positive_snr_db is not None:
+    neg = negatives.NegativeConfig(hours=negative_hours, sample_rate=src.sample_rate,
+                                   workers=workers, seed=seed)
+    negatives.write_long_test(out_wav, default_manifest_path(out_wav), long_audio, labels,
+                              src.keywords, neg, src.background,
+                              long_test.real_negative_words(src, negative_words_dirs, options),
+                              positive_snr_db=positive_snr_db, progress=progress)
+  else:
+    audio_lib.write_wav(out_wav, long_audio, src.sample_rate)
   return out_wav, out_labels, len(labels)
+
+
+def default_manifest_path(wav_path: str) -> str:
+  return os.path.splitext(wav_path)[0] + "_manifest.json"
 
 
 def default_labels_path(wav_path: str) -> str:
@@ -389,6 +387,14 @@ def main(argv: Sequence[str]) -> int:
   mk.add_argument("--testing-percentage", type=float, default=10.0,
                   help="of the training run (sc12_real: 15)")
   mk.add_argument("--seed", type=int, default=0)
+  mk.add_argument("--negative-hours", type=float, default=0.0,
+                  help="append this much keyword-free audio (writes <out>_manifest.json)")
+  mk.add_argument("--positive-snr-db", type=float, default=None,
+                  help="keywords at full volume over synthetic speech + noise at this SNR")
+  mk.add_argument("--negative-words-dir", action="append", default=[],
+                  help="more folders whose non-keyword words of the split's speakers join the "
+                  "negatives (e.g. ../shared/data/sc_v1_extra); repeatable")
+  mk.add_argument("--workers", type=int, default=2, help="speech synthesis processes")
 
   ev = sub.add_parser("eval", help="streaming accuracy, FRR at FA/h, DET curve, real-time factor")
   _add_source(ev)
@@ -413,8 +419,13 @@ def main(argv: Sequence[str]) -> int:
                                word_gap_ms=args.word_gap_ms, wanted_words=args.wanted_words,
                                split_salt=args.split_salt,
                                validation_percentage=args.validation_percentage,
-                               testing_percentage=args.testing_percentage, seed=args.seed)
-    print(f"wrote {wav} ({args.minutes:g} min, {n} words) and {labels}")
+                               testing_percentage=args.testing_percentage, seed=args.seed,
+                               negative_hours=args.negative_hours,
+                               positive_snr_db=args.positive_snr_db,
+                               negative_words_dirs=args.negative_words_dir,
+                               workers=args.workers, progress=True)
+    extra = f" + {args.negative_hours:g} h of negatives" if args.negative_hours else ""
+    print(f"wrote {wav} ({args.minutes:g} min, {n} words{extra}) and {labels}")
     return 0
   if args.reset not in RESET_MODES:
     raise ConfigError(f"--reset {args.reset!r}: choose one of {', '.join(RESET_MODES)}")
