@@ -154,7 +154,6 @@ def write_long_test(out_wav: str, manifest_path: str, keyword_audio: np.ndarray,
                     real_words: Sequence[np.ndarray], *, positive_snr_db: float | None = None,
                     progress: bool = True) -> dict[str, Any]:
   """Writes keyword stream + negatives to `out_wav` and the manifest; returns the manifest."""
-  texts, text_source = texts_for(keywords, config.seed)
   available = [k for k in NEGATIVE_KINDS if k != "real_words" or len(real_words)]
   offset = keyword_audio.shape[0]
   parts = plan(config, offset, available) if config.hours > 0 else []
@@ -164,6 +163,7 @@ def write_long_test(out_wav: str, manifest_path: str, keyword_audio: np.ndarray,
                                      shares={"synthetic_speech": 1.0}, seed=config.seed + 1)
     bed_parts = plan(bed_config, 0, ["synthetic_speech"])
   tasks = [(p.kind, p.end - p.start, p.seed) for p in bed_parts + parts if p.kind in SPEECH_KINDS]
+  texts, text_source = texts_for(keywords, config.seed) if tasks else ({"confusables": []}, "")
   speech = speech_parts.render_in_order(tasks, texts, config.workers)
   total_seconds = (offset + sum(p.end - p.start for p in parts)) / config.sample_rate
   head = {"kind": KEYWORD_PART, "start": 0, "end": offset, "words": len(keyword_labels)}

@@ -92,8 +92,10 @@ def sentences(keywords: Sequence[str], seed: int, fortunes: str = FORTUNES,
   vocabulary = [w for w in vocabulary if w not in wanted]
   if len(found) < count:
     sources.append(source)
-    found += [" ".join(rng.choice(vocabulary, int(rng.integers(4, 12))))
-              for _ in range(count - len(found))]
+    lengths = rng.integers(4, 12, count - len(found))
+    picks = rng.integers(0, len(vocabulary), int(lengths.sum()))
+    ends = np.cumsum(lengths)
+    found += [" ".join(vocabulary[i] for i in picks[end - n:end]) for n, end in zip(lengths, ends)]
   return found[:count], " + ".join(sources)
 
 
