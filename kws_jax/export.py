@@ -321,6 +321,9 @@ def main(argv: Sequence[str]) -> int:
                       help="write the chunk's hops out without a loop (faster on IREE's CPU "
                            "backend, longer compile)")
   parser.add_argument("--force", action="store_true", help="replace an existing export dir")
+  parser.add_argument("--detection-threshold", type=float, default=None,
+                      help="ship smoothing (stream eval's TF settings) at this threshold, e.g. "
+                      "the one `stream eval --fa-per-hour-target` prints")
   args = parser.parse_args(argv)
   from kws_jax import trained as trained_lib
   out = pathlib.Path(args.out)
@@ -334,6 +337,10 @@ def main(argv: Sequence[str]) -> int:
     raise ConfigError("--vad-option needs the VAD: drop --vad off")
   trained = trained_lib.load(args.workdir, which=args.which)
   flag = {"auto": None, "on": True, "off": False}
+  if args.detection_threshold is not None:
+    from kws_jax.streameval import false_accepts
+    false_accepts.set_shipping_threshold(trained.config, args.detection_threshold)
+    args.smoothing = "on" if args.smoothing == "auto" else args.smoothing
   meta = export_trained(trained, out, quantize=args.quantize, vad=flag[args.vad],
                         smoothing=flag[args.smoothing], chunk_hops=args.chunk_hops,
                         chunk_unroll=args.chunk_unroll, vad_options=vad_options)

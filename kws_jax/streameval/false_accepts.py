@@ -16,9 +16,11 @@ import bisect
 import dataclasses
 from typing import Any, Mapping, Sequence
 
+import ml_collections
 import numpy as np
 
 from kws_jax.detection_metrics import DetectionErrors, Event, frr_at_fa_per_hour
+from kws_jax.errors import ConfigError
 from kws_jax.streameval.negatives import KEYWORD_PART
 
 FA_PER_HOUR_TARGETS = (0.1, 0.5, 1.0)
@@ -154,3 +156,18 @@ def summary(result: Mapping[str, Any]) -> str:
         f"{point['fa_per_hour']:.2f} FA/h)" if point["threshold"] is not None
         else "none of the sweep is that quiet"))
   return "\n".join(lines)
+
+
+def set_shipping_threshold(config: ml_collections.ConfigDict, threshold: float) -> None:
+  """Writes the smoothing that `stream eval` measured (TF's settings) at `threshold` into a
+  training config's `smoothing` section, which the export bakes into the step."""
+  if not 0.0 < threshold < 1.0:
+    raise ConfigError(f"--detection-threshold {threshold}: a posterior threshold in (0, 1)")
+  old = config.get("smoothing")
+  section = dict(old.to_dict() if hasattr(old, "to_dict") else old or {})
+  section.setdefault("average_window_ms", 500.0)
+  section.setdefault("suppression_ms", 1500.0)
+  section.setdefault("minimum_count", 3)
+  section["detection_threshold"] = float(threshold)
+  with config.unlocked():
+    config.smoothing = ml_collections.ConfigDict(section)

@@ -72,3 +72,16 @@ def test_each_word_is_hit_once_by_its_own_label():
                KEYWORDS, 750.0)
   assert m.hit.tolist() == [True, True]
   assert m.false_accepts == [("no", 1000.0), ("yes", 1300.0)]
+
+
+def test_shipping_threshold_goes_into_the_smoothing_section():
+  import ml_collections
+
+  from kws_jax.errors import ConfigError
+  config = ml_collections.ConfigDict({"model": {"name": "gru"}})
+  config.lock()
+  fa.set_shipping_threshold(config, 0.93)
+  assert config.smoothing.to_dict() == {"average_window_ms": 500.0, "suppression_ms": 1500.0,
+                                        "minimum_count": 3, "detection_threshold": 0.93}
+  with pytest.raises(ConfigError, match="--detection-threshold"):
+    fa.set_shipping_threshold(config, 1.5)
