@@ -250,7 +250,7 @@ def run_eval(runner: _Runner, wav: str, labels_path: str, reset: str,
   if reset == "clip":
     reset_hops = [int(t / 1000 * runner.sample_rate) // runner.hop_size for _, t in truth]
   if long_audio.readable_in_chunks(wav, runner.sample_rate):  # hours of audio: never whole
-    post = long_audio.file_posteriors(runner, wav, reset_hops)
+    post = long_audio.file_posteriors(runner, wav, reset_hops, progress=sys.stderr.isatty())
     duration_s = long_audio.seconds(wav)
   else:
     audio = audio_lib.read_audio(wav, runner.sample_rate)

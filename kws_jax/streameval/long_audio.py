@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import soundfile as sf
+from tqdm import tqdm
 
 
 class _BlockReader:
@@ -48,7 +49,7 @@ def seconds(wav: str) -> float:
 
 
 def file_posteriors(runner: Any, wav: str, reset_hops: Sequence[int] = (),
-                    block_seconds: float = 30.0):
+                    block_seconds: float = 30.0, progress: bool = False):
   """`runner.posteriors(read_audio(wav), reset_hops)`, reading `block_seconds` at a time."""
   import time
 
@@ -63,6 +64,8 @@ def file_posteriors(runner: Any, wav: str, reset_hops: Sequence[int] = (),
     runner.warm_up()
     start_time = time.perf_counter()
     outputs: dict[str, list[np.ndarray]] = {}
+    bar = tqdm(total=round(hops * hop / f.samplerate), desc="streaming", unit="s",
+               disable=not progress)
     for a, b in zip(bounds[:-1], bounds[1:]):
       state, left = None, (b - a) * hop
       while left > 0:
@@ -73,6 +76,8 @@ def file_posteriors(runner: Any, wav: str, reset_hops: Sequence[int] = (),
         for k, v in out.items():
           outputs.setdefault(k, []).append(np.asarray(v)[:n // hop])
         left -= n
+        bar.update(n / f.samplerate)
+    bar.close()
     seconds = time.perf_counter() - start_time
   vad = outputs.get("vad_active")
   return Posteriors(np.concatenate(outputs["scores"]).reshape(hops, -1), runner.label_names,

@@ -120,3 +120,14 @@ def test_keywords_sit_at_the_asked_snr():
   noise = mixed[a:a + 4000] - words[a:a + 4000]
   speech_rms = 0.3 / np.sqrt(2)
   assert 20 * np.log10(speech_rms / np.sqrt(np.mean(noise**2))) == pytest.approx(10.0, abs=0.5)
+
+
+def test_make_test_needs_no_training_split(tmp_path):
+  # Every speaker in the test band (as TF's plain hash puts sc_v2_test12_dev): no training clips.
+  data = _folder(tmp_path / "data")
+  wav, labels, n = stream.make_test(str(data), str(tmp_path / "t.wav"), minutes=0.2,
+                                    split="test", wanted_words="yes,no", validation_percentage=0,
+                                    testing_percentage=100, seed=2)
+  assert n == 4 and sf.info(wav).frames == 12 * 16000
+  with pytest.raises(Exception, match="--split 'train'"):
+    stream.make_test(str(data), str(tmp_path / "u.wav"), split="train")
