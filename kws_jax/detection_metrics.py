@@ -151,6 +151,7 @@ def plot_det_curve(curve: Sequence[DetectionErrors], path: str, title: str = "")
   for target in (0.5, 1.0):
     ax.axvline(target, color="grey", lw=0.8, ls="--")
   ax.set_xscale("symlog", linthresh=1.0)
+  ax.set_xlim(left=0)  # counts are never negative; symlog would show a mirrored axis
   ax.set_xlabel("false accepts per hour")
   ax.set_ylabel("false rejects (%)")
   ax.set_ylim(0, 100)
