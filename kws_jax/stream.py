@@ -2,6 +2,7 @@
 
 - `make-test` writes a long WAV and its `label, time_ms` ground truth from a Speech Commands-layout
   folder's test speakers (TF generate_streaming_test_wav semantics, see kws_jax.stream_testset).
+  `--negative-hours H` appends H hours of labelled keyword-free audio (kws_jax.streameval).
 - `eval` runs the streaming step hop by hop over the file, either the JAX step of a training
   workdir or an IREE-compiled module (same code above the step), smooths the posteriors with TF's
   RecognizeCommands and reports TF's matched/correct/wrong/false-positive percentages, false
@@ -336,6 +337,17 @@ def _add_source(p: argparse.ArgumentParser) -> None:
                  help="with --workdir --reset vad: " + VAD_OPTION_HELP)
 
 
+def _add_negative_options(mk: argparse.ArgumentParser) -> None:
+  mk.add_argument("--negative-hours", type=float, default=0.0,
+                  help="append this much keyword-free audio (writes <out>_manifest.json)")
+  mk.add_argument("--positive-snr-db", type=float, default=None,
+                  help="keywords at full volume over synthetic speech + noise at this SNR")
+  mk.add_argument("--negative-words-dir", action="append", default=[],
+                  help="more folders whose non-keyword words of the split's speakers join the "
+                  "negatives (e.g. ../shared/data/sc_v1_extra); repeatable")
+  mk.add_argument("--workers", type=int, default=2, help="speech synthesis processes")
+
+
 # Kept here (not imported from kws_jax.streaming) so that `--help` does not import JAX.
 VAD_OPTION_HELP = ("VAD setting over the experiment's `vad` section, repeatable: reset_delay_ms "
                    "(silence after a voice before the reset), tau_up, tau_down, threshold_up, "
@@ -386,14 +398,7 @@ def main(argv: Sequence[str]) -> int:
   mk.add_argument("--testing-percentage", type=float, default=10.0,
                   help="of the training run (sc12_real: 15)")
   mk.add_argument("--seed", type=int, default=0)
-  mk.add_argument("--negative-hours", type=float, default=0.0,
-                  help="append this much keyword-free audio (writes <out>_manifest.json)")
-  mk.add_argument("--positive-snr-db", type=float, default=None,
-                  help="keywords at full volume over synthetic speech + noise at this SNR")
-  mk.add_argument("--negative-words-dir", action="append", default=[],
-                  help="more folders whose non-keyword words of the split's speakers join the "
-                  "negatives (e.g. ../shared/data/sc_v1_extra); repeatable")
-  mk.add_argument("--workers", type=int, default=2, help="speech synthesis processes")
+  _add_negative_options(mk)
 
   ev = sub.add_parser("eval", help="streaming accuracy, FRR at FA/h, DET curve, real-time factor")
   _add_source(ev)
