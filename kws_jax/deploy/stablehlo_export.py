@@ -336,6 +336,9 @@ def main(argv: Sequence[str]) -> int:
                       help="window CNNs: run the network every K hops, the featurizer every hop "
                            "(divides the network's cost by K; scores held in between)")
   parser.add_argument("--force", action="store_true", help="replace an existing export dir")
+  parser.add_argument("--detection-threshold", type=float, default=None,
+                      help="ship smoothing (stream eval's TF settings) at this threshold, e.g. "
+                      "the one `stream eval --fa-per-hour-target` prints")
   errors.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   out = pathlib.Path(args.out)
@@ -348,6 +351,9 @@ def main(argv: Sequence[str]) -> int:
     raise ConfigError("--vad-option needs the VAD: drop --vad off")
   trained = trained_model.load(args.workdir, which=args.which)
   flag = {"auto": None, "on": True, "off": False}
+  if args.detection_threshold is not None:
+    streaming_step.set_shipping_threshold(trained.config, args.detection_threshold)
+    args.smoothing = "on" if args.smoothing == "auto" else args.smoothing
   meta = export_trained(trained, out, quantize=args.quantize, vad=flag[args.vad],
                         smoothing=flag[args.smoothing], chunk_hops=args.chunk_hops,
                         chunk_unroll=args.chunk_unroll, vad_options=vad_options,

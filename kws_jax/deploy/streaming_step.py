@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from kws_jax.deploy import protocol
@@ -260,6 +261,22 @@ def with_spectrum(frontend_params: Any, spectrum: str) -> Any:
     raise ConfigError(f"this frontend has no `spectrum` option, so it cannot switch to "
                       f"{spectrum!r}")
   return frontend.make_params(dataclasses.replace(cfg, spectrum=spectrum))
+
+
+def set_shipping_threshold(config: ml_collections.ConfigDict, threshold: float) -> None:
+  """Writes the smoothing that `stream eval` measures at `threshold` into a training config's
+  `smoothing` section, which the export bakes into the step. The other settings default to TF
+  test_streaming_accuracy's (kws_jax.streameval.settings.TEST_STREAMING_ACCURACY_DEFAULTS)."""
+  if not 0.0 < threshold < 1.0:
+    raise ConfigError(f"--detection-threshold {threshold}: a posterior threshold in (0, 1)")
+  old = config.get("smoothing")
+  section = dict(old.to_dict() if hasattr(old, "to_dict") else old or {})
+  section.setdefault("average_window_ms", 500.0)
+  section.setdefault("suppression_ms", 1500.0)
+  section.setdefault("minimum_count", 3)
+  section["detection_threshold"] = float(threshold)
+  with config.unlocked():
+    config.smoothing = ml_collections.ConfigDict(section)
 
 
 def parse_vad_options(items: Sequence[str] | None) -> dict[str, float]:

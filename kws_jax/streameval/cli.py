@@ -95,6 +95,17 @@ def _settings(args) -> SmoothingSettings:
                            args.minimum_count, args.time_tolerance_ms)
 
 
+def _add_negative_options(mk: argparse.ArgumentParser) -> None:
+  mk.add_argument("--negative-hours", type=float, default=0.0,
+                  help="append this much keyword-free audio (writes <out>_manifest.json)")
+  mk.add_argument("--positive-snr-db", type=float, default=None,
+                  help="keywords at full volume over synthetic speech + noise at this SNR")
+  mk.add_argument("--negative-words-dir", action="append", default=[],
+                  help="more folders whose non-keyword words of the split's speakers join the "
+                  "negatives (e.g. ../shared/data/sc_v1_extra); repeatable")
+  mk.add_argument("--workers", type=int, default=2, help="speech synthesis processes")
+
+
 def main(argv: Sequence[str]) -> int:
   parser = argparse.ArgumentParser(prog="python -m kws_jax.stream", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -130,6 +141,7 @@ def main(argv: Sequence[str]) -> int:
                   help="of the training run (default: %(default)s; sc12_real: 15)")
   mk.add_argument("--seed", type=int, default=StreamTestConfig.seed,
                   help="word order and placement (default: %(default)s)")
+  _add_negative_options(mk)
   add_verbose_flag(mk)
 
   ev = sub.add_parser("eval", help="streaming accuracy, FRR at FA/h, DET curve, real-time factor")
@@ -140,6 +152,10 @@ def main(argv: Sequence[str]) -> int:
                   help="DET curve PNG (default: beside the WAV, <wav>_det_<jax|iree>_<reset>.png)")
   ev.add_argument("--out", help="write the full result JSON here")
   ev.add_argument("--json", action="store_true", help="last stdout line: the result as JSON")
+  ev.add_argument("--manifest", help="negative parts (default: <wav>_manifest.json if present)")
+  ev.add_argument("--fa-per-hour-target", type=float, default=None,
+                  help="print the threshold to ship for this many false accepts per hour "
+                  "(export --detection-threshold takes it)")
 
   li = sub.add_parser("listen", help="live detections from the microphone or a WAV")
   _add_source(li)
@@ -151,18 +167,24 @@ def main(argv: Sequence[str]) -> int:
   args = parser.parse_args(argv)
   # Imported after parsing: `--help` does not import JAX.
   from kws_jax.streameval import detection as dm
-  from kws_jax.streameval import keyword_stream, listen, scoring
+  from kws_jax.streameval import false_accepts, keyword_stream, listen, negatives, scoring
 
   if args.command == "make-test":
-    wav, labels, n = keyword_stream.make_test(args.data_dir, args.out, args.labels, minutes=args.minutes,
+    wav, labels, n = keyword_stream.make_test(
+                               args.data_dir, args.out, args.labels, minutes=args.minutes,
                                split=args.split, background_dir=args.background_dir,
                                background_volume=args.background_volume,
                                unknown_percentage=args.unknown_percentage,
                                word_gap_ms=args.word_gap_ms, wanted_words=args.wanted_words,
                                split_salt=args.split_salt,
                                validation_percentage=args.validation_percentage,
-                               testing_percentage=args.testing_percentage, seed=args.seed)
-    print(f"wrote {wav} ({args.minutes:g} min, {n} words) and {labels}")
+                               testing_percentage=args.testing_percentage, seed=args.seed,
+                               negative_hours=args.negative_hours,
+                               positive_snr_db=args.positive_snr_db,
+                               negative_words_dirs=args.negative_words_dir,
+                               workers=args.workers, progress=True)
+    extra = f" + {args.negative_hours:g} h of negatives" if args.negative_hours else ""
+    print(f"wrote {wav} ({args.minutes:g} min, {n} words{extra}) and {labels}")
     return 0
   if args.reset not in RESET_MODES:
     raise ConfigError(f"--reset {args.reset!r}: choose one of {', '.join(RESET_MODES)}")
@@ -177,11 +199,14 @@ def main(argv: Sequence[str]) -> int:
   det_png = args.det_png or default_det_png(args.wav, kind, args.reset)
   replaced = os.path.exists(det_png)
   title = f"{_model_name(runner)} ({kind}: {args.workdir or args.module}), reset={args.reset}"
+  manifest_path = args.manifest or keyword_stream.default_manifest_path(args.wav)
+  manifest = negatives.read_manifest(manifest_path) if (
+      args.manifest or os.path.exists(manifest_path)) else None
   result = scoring.run_eval(runner, args.wav, labels, args.reset, _settings(args), det_png,
-                            det_title=title)
+                            det_title=title, manifest=manifest,
+                            fa_target=args.fa_per_hour_target)
   print(result["summary"])
-  print(f"false rejects at 0.5 FA/h: {100 * result['frr_at_0.5fa_per_hour']:.1f}%, "
-        f"at 1 FA/h: {100 * result['frr_at_1fa_per_hour']:.1f}%  (DET curve: {det_png}"
+  print(false_accepts.summary(result) + f"  (DET curve: {det_png}"
         f"{', replacing the earlier one' if replaced else ''})")
   print(f"real-time factor {result['real_time_factor']:.0f} ({result['audio_seconds']:.0f} s of "
         f"audio in {result['step_seconds']:.2f} s, reset={args.reset})")

@@ -19,9 +19,9 @@ import numpy as np
 
 from kws_jax import audio as audio_lib
 from kws_jax.configs import default as config_default
+from kws_jax.data import folder as folder_lib
 from kws_jax.data import pipeline
-from kws_jax.errors import ConfigError, DataError
-from kws_jax.streameval import detection
+from kws_jax.streameval import detection, long_test, negatives
 from kws_jax.streameval.detection import UNKNOWN, Event
 from kws_jax.streameval.settings import DEFAULT_MINUTES, StreamTestConfig
 
@@ -101,48 +101,44 @@ def make_test(data_dir: str, out_wav: str, out_labels: str | None = None, *,
               word_gap_ms: int = StreamTestConfig.word_gap_ms,
               wanted_words: str = config_default.DEFAULT_WANTED_WORDS,
               split_salt: str = "", validation_percentage: float = 10.0,
-              testing_percentage: float = 10.0, seed: int = StreamTestConfig.seed
-              ) -> tuple[str, str, int]:
+              testing_percentage: float = 10.0, seed: int = StreamTestConfig.seed,
+              negative_hours: float = 0.0, positive_snr_db: float | None = None,
+              negative_words_dirs: Sequence[str] = (), workers: int = 2,
+              progress: bool = False) -> tuple[str, str, int]:
   """Writes the long test WAV and labels; returns (wav, labels, number of words).
 
   The speaker split options must match the training run's (e.g. sc12_real's
   `split_salt="sc12"`, 15 % test) so that the stream holds only unseen speakers.
+  `negative_hours` appends that much keyword-free audio and writes `<out>_manifest.json`
+  (kws_jax.streameval.negatives); `positive_snr_db` lays speech and noise under the keywords.
   """
-  cfg = config_default.data_config()
-  cfg.source = "folder"
-  cfg.data_dir = data_dir
-  cfg.wanted_words = wanted_words
-  cfg.background_dir = background_dir
-  cfg.rebalance_eval = False
-  cfg.silence_percentage = 0.0
-  cfg.split_salt = split_salt
-  cfg.validation_percentage = validation_percentage
-  cfg.testing_percentage = testing_percentage
-  if split == "all":
-    cfg.test_dir = data_dir
-  elif split not in ("test", "validation"):
-    raise ConfigError(f"--split {split!r}: choose 'test' (the folder's test speakers), "
-                      "'validation' (its validation speakers: tune on these) or 'all'")
-  ds = pipeline.load_dataset(cfg, seed=seed)
-  part = ds.validation if split == "validation" else ds.test
-  clips: dict[str, list[np.ndarray]] = {}
-  for audio, label in zip(part.audio, part.labels):
-    name = ds.label_names[int(label)]
-    if name != detection.SILENCE:
-      clips.setdefault(name, []).append(audio_lib.from_int16(audio))
-  keywords = [w for w in ds.label_names if not w.startswith("_")]
-  if not any(clips.get(k) for k in keywords):
-    raise DataError(f"{data_dir}: its {split} split holds no keyword clips")
-  background = None if ds.background is None else list(ds.background)
+  options = folder_lib.FolderOptions(validation_percentage=validation_percentage,
+                                     testing_percentage=testing_percentage, split_salt=split_salt)
+  words = [w.strip() for w in wanted_words.split(",") if w.strip()]
+  src = long_test.load_sources(data_dir, split, words, options,
+                               pipeline.cache_dir(config_default.data_config()), background_dir)
   config = StreamTestConfig(
-      duration_s=60.0 * minutes, sample_rate=ds.sample_rate,
-      clip_duration_ms=int(1000 * ds.clip_samples / ds.sample_rate), word_gap_ms=word_gap_ms,
+      duration_s=60.0 * minutes, sample_rate=src.sample_rate,
+      clip_duration_ms=int(1000 * src.clip_samples / src.sample_rate), word_gap_ms=word_gap_ms,
       unknown_percentage=unknown_percentage, background_volume=background_volume, seed=seed)
-  long_audio, labels = make_stream(clips, keywords, background, config)
-  audio_lib.write_wav(out_wav, long_audio, ds.sample_rate)
+  background = None if positive_snr_db is not None else (src.background or None)
+  long_audio, labels = make_stream(src.clips, src.keywords, background, config)
   out_labels = out_labels or default_labels_path(out_wav)
   detection.write_labels(out_labels, labels)
+  if negative_hours > 0 or positive_snr_db is not None:
+    neg = negatives.NegativeConfig(hours=negative_hours, sample_rate=src.sample_rate,
+                                   workers=workers, seed=seed)
+    negatives.write_long_test(out_wav, default_manifest_path(out_wav), long_audio, labels,
+                              src.keywords, neg, src.background,
+                              long_test.real_negative_words(src, negative_words_dirs, options),
+                              positive_snr_db=positive_snr_db, progress=progress)
+  else:
+    audio_lib.write_wav(out_wav, long_audio, src.sample_rate)
   return out_wav, out_labels, len(labels)
+
+
+def default_manifest_path(wav_path: str) -> str:
+  return os.path.splitext(wav_path)[0] + "_manifest.json"
 
 
 def default_labels_path(wav_path: str) -> str:

@@ -3,16 +3,16 @@ false rejects at a false-accept rate, the DET curve."""
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Sequence
+import sys
+from typing import Any, Mapping, Sequence
 
-import jax.numpy as jnp
 import numpy as np
 
 from kws_jax import audio as audio_lib
 from kws_jax.errors import ConfigError
 from kws_jax.ops import smoothing
 from kws_jax.streameval import detection as dm
+from kws_jax.streameval import false_accepts, long_audio
 from kws_jax.streameval.runners import Posteriors, StreamRunner
 from kws_jax.streameval.settings import RESET_MODES, SmoothingSettings
 
@@ -27,73 +27,62 @@ def smoothing_params(num_labels: int, hop_ms: float, settings: SmoothingSettings
 
 def detections(post: Posteriors, settings: SmoothingSettings,
                thresholds: Sequence[float]) -> list[list[dm.Event]]:
-  """Smoothed detections `(label, time_ms)` for each threshold, in one batched smoothing pass.
-
-  The smoothing threshold is a static parameter, so the sweep runs RecognizeCommands with
-  threshold 1 on posteriors divided by each threshold: the window means scale the same way, the
-  top label is unchanged and `mean / t > 1` is exactly `mean > t`.
-  """
-
-  thresholds = np.asarray(thresholds, np.float32)
+  """Smoothed detections `(label, time_ms)` for each threshold (kws_jax.streameval.long_audio:
+  one smoothing pass for all thresholds, in hop chunks)."""
   params = smoothing_params(len(post.label_names), post.hop_ms, settings, 1.0)
-  scaled = jnp.asarray(post.scores, jnp.float32)[None] / jnp.asarray(thresholds)[:, None, None]
-  _, outputs = smoothing.smooth(params, scaled)
-  labels = np.asarray(outputs.label)
-  is_new = np.asarray(outputs.is_new_command)
-  result = []
-  for k in range(len(thresholds)):
-    hops = np.flatnonzero(is_new[k])
-    # TF's test_streaming_accuracy dates a decision by the start of the window it looked at.
-    result.append([(post.label_names[int(labels[k, h])],
-                    max(0.0, (h + 1) * post.hop_ms - post.window_ms)) for h in hops
-                   if post.label_names[int(labels[k, h])] != dm.SILENCE])
-  return result
+  return long_audio.smoothed_detections(post.scores, post.label_names, post.hop_ms,
+                                        post.window_ms, params, thresholds, dm.SILENCE)
 
 
 def evaluate_stream(post: Posteriors, truth: Sequence[dm.Event], settings: SmoothingSettings,
-                    duration_s: float, det_png: str | None = None,
-                    det_title: str = "") -> dict[str, Any]:
+                    duration_s: float, det_png: str | None = None, det_title: str = "",
+                    manifest: Mapping[str, Any] | None = None,
+                    fa_target: float | None = None) -> dict[str, Any]:
+  """TF's streaming accuracy and the wake-word figures of kws_jax.streameval.false_accepts
+  (false accepts on the manifest's negative parts only, when a manifest is given)."""
   keywords = [w for w in post.label_names if not w.startswith("_")]
-  thresholds = np.unique(np.concatenate([np.linspace(0.05, 0.95, 19),
+  # Dense near 1: hours of negatives reach 0.1 FA/h only at high thresholds.
+  thresholds = np.unique(np.concatenate([np.linspace(0.05, 0.95, 19), np.linspace(0.5, 0.99, 50),
                                          1 - np.logspace(-1, -4, 13),
                                          [settings.detection_threshold]]))
   found = detections(post, settings, thresholds)
   at = int(np.argmin(np.abs(thresholds - settings.detection_threshold)))
   tf_stats = dm.streaming_accuracy(found[at], truth, settings.time_tolerance_ms)
-  curve = [dm.detection_errors(f, truth, keywords, duration_s, float(t),
-                               settings.time_tolerance_ms) for f, t in zip(found, thresholds)]
-  if det_png:
-    dm.plot_det_curve(curve, det_png, title=f"DET{': ' + det_title if det_title else ''} "
-                      f"({duration_s / 60:.1f} min stream)")
-  return {
+  result = {
       "matched": tf_stats.matched, "correct": tf_stats.correct, "wrong": tf_stats.wrong,
       "false_positive": tf_stats.false_positive, "num_words": tf_stats.num_ground_truth,
-      "detections": len(found[at]),
-      "frr_at_0.5fa_per_hour": dm.frr_at_fa_per_hour(curve, 0.5),
-      "frr_at_1fa_per_hour": dm.frr_at_fa_per_hour(curve, 1.0),
-      "det_curve": [dataclasses.asdict(p) for p in curve],
-      "summary": tf_stats.summary(),
-  }
+      "detections": len(found[at]), "summary": tf_stats.summary(),
+      **false_accepts.report(found, thresholds, at, truth, keywords, settings.time_tolerance_ms,
+                             duration_s, manifest, fa_target)}
+  if det_png:
+    curve = [dm.DetectionErrors(**p) for p in result["det_curve"]]
+    dm.plot_det_curve(curve, det_png, title=f"DET{': ' + det_title if det_title else ''} "
+                      f"({result['negative_hours']:.2f} h of negatives)")
+  return result
 
 
 def run_eval(runner: StreamRunner, wav: str, labels_path: str, reset: str,
-             settings: SmoothingSettings, det_png: str | None,
-             det_title: str = "") -> dict[str, Any]:
+             settings: SmoothingSettings, det_png: str | None, det_title: str = "",
+             manifest: Mapping[str, Any] | None = None,
+             fa_target: float | None = None) -> dict[str, Any]:
   if reset not in RESET_MODES:
     raise ConfigError(f"--reset {reset!r}: choose one of {', '.join(RESET_MODES)}")
-  audio = audio_lib.read_audio(wav, runner.sample_rate)
   truth = dm.read_labels(labels_path)
-  duration_s = audio.shape[0] / runner.sample_rate
   reset_hops = []
   if reset == "clip":
     reset_hops = [int(t / 1000 * runner.sample_rate) // runner.hop_size for _, t in truth]
-  post = runner.posteriors(audio, reset_hops)
-  result = evaluate_stream(post, truth, settings, duration_s, det_png, det_title)
+  if long_audio.readable_in_chunks(wav, runner.sample_rate):  # hours of audio: never whole
+    post = long_audio.file_posteriors(runner, wav, reset_hops, progress=sys.stderr.isatty())
+    duration_s = long_audio.seconds(wav)
+  else:
+    audio = audio_lib.read_audio(wav, runner.sample_rate)
+    duration_s = audio.shape[0] / runner.sample_rate
+    post = runner.posteriors(audio, reset_hops)
+  result = evaluate_stream(post, truth, settings, duration_s, det_png, det_title, manifest,
+                           fa_target)
   result.update({"reset": reset, "audio_seconds": duration_s, "step_seconds": post.seconds,
                  "real_time_factor": duration_s / max(post.seconds, 1e-9),
                  "hops": int(post.scores.shape[0])})
   if post.vad_active is not None:
     result["vad_active_fraction"] = float(post.vad_active.mean())
   return result
-
-
