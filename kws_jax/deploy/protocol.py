@@ -44,14 +44,16 @@ def scan_step(apply: Callable, params: Any, state: State, chunks: jax.Array
   return scan_hops(apply, params, state, chunks)
 
 
-def run_padded(runner: StepRunner, audio: np.ndarray, piece_hops: int) -> dict[str, np.ndarray]:
+def run_padded(runner: StepRunner, audio: np.ndarray, piece_hops: int,
+               hop_size: int | None = None) -> dict[str, np.ndarray]:
   """Outputs of `audio` from the initial state, run in pieces of `piece_hops` hops.
 
   Fixed-size pieces (the last zero-padded, its extra hops dropped) let one compiled
   shape serve every length of audio.
   """
-  hops = audio.shape[0] // runner.hop_size
-  piece = piece_hops * runner.hop_size
+  hop_size = runner.hop_size if hop_size is None else hop_size
+  hops = audio.shape[0] // hop_size
+  piece = piece_hops * hop_size
   padded = np.zeros(max(1, -(-audio.shape[0] // piece)) * piece, np.float32)
   padded[:audio.shape[0]] = audio
   state, outputs = None, []

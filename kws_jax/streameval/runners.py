@@ -41,7 +41,7 @@ class StreamRunner:
 
   def _run_segment(self, audio: np.ndarray) -> dict[str, np.ndarray]:
     """Outputs of `audio` from the initial state, in CHUNK_HOPS pieces (the last zero-padded)."""
-    return protocol.run_padded(self.step, audio, self.CHUNK_HOPS)
+    return protocol.run_padded(self.step, audio, self.CHUNK_HOPS, self.hop_size)
 
   def posteriors(self, audio: np.ndarray, reset_hops: Sequence[int] = ()) -> Posteriors:
     hops = audio.shape[0] // self.hop_size

@@ -72,7 +72,7 @@ def test_run_eval_reports_wake_word_keys_with_a_manifest(tmp_path):
   manifest = {"sample_rate": 16000, "parts": [{"kind": "keywords", "start": 0, "end": 16000},
                                               {"kind": "noise", "start": 16000, "end": 64000}]}
   result = scoring.run_eval(_runner(), wav, str(labels), "never", scoring.SmoothingSettings(),
-                           str(tmp_path / "det.png"), manifest, fa_target=1.0)
+                           str(tmp_path / "det.png"), manifest=manifest, fa_target=1.0)
   assert set(result["frr_at_fa_per_hour"]) == {"0.1", "0.5", "1"}
   assert result["negative_hours"] == pytest.approx(3 / 3600)
   assert {"matched", "frr_at_0.5fa_per_hour", "real_time_factor"} <= set(result)
