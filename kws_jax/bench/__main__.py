@@ -138,6 +138,9 @@ def main(argv: Sequence[str]) -> int:
   argv = list(argv)
   if argv and argv[0] == "baselines":
     return baselines_main(argv[1:])
+  if argv and argv[0] == "openwakeword":
+    from kws_jax.bench import openwakeword
+    return openwakeword.main(argv[1:])
   return table_main(argv)
 
 

@@ -79,6 +79,7 @@ def train_config() -> ml_collections.ConfigDict:
   c.adam_b2 = 0.999
   c.eps = 1e-8
   c.weight_decay = 0.0            # L2 added to the gradient (PyTorch style); adamw: decoupled
+  c.embedding_learning_rate = 0.0  # pretrained `embedding` params: 0 frozen, > 0 fine-tuned
   c.grad_clip_norm = 0.0          # 0: no clipping
   c.label_smoothing = 0.0
   c.schedule = "constant"         # one of SCHEDULES

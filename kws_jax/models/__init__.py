@@ -15,6 +15,7 @@ Families (module docstrings say what each reproduces):
   torchaudio_cnn                 the torchaudio/jumpml tutorial CNN (torchaudio_cnn.py)
   dscnn                          MLPerf Tiny KWS DS-CNN (dscnn.py)
   bcresnet                       BC-ResNet with SubSpectral Norm (bcresnet.py)
+  speech_embedding               Google's pretrained speech embedding + a head (speech_embedding.py)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import flax.linen as nn
 import jax
 
 from kws_jax.errors import ConfigError
-from kws_jax.models import bcresnet, dscnn, rnn, tf_speech, torchaudio_cnn
+from kws_jax.models import bcresnet, dscnn, rnn, speech_embedding, tf_speech, torchaudio_cnn
 from kws_jax.models.macs import count_macs, macs_per_second, step_macs, window_macs
 
 _REGISTRY: dict[str, type[nn.Module]] = {
@@ -39,6 +40,7 @@ _REGISTRY: dict[str, type[nn.Module]] = {
     "torchaudio_cnn": torchaudio_cnn.TorchaudioCnn,
     "dscnn": dscnn.DsCnn,
     "bcresnet": bcresnet.BcResNet,
+    "speech_embedding": speech_embedding.SpeechEmbeddingKws,
 }
 
 # Set by `create`, not hparams.

@@ -94,4 +94,8 @@ def macs_per_second(model: Any, variables: Any, hop_seconds: float) -> int:
   """
   if hop_seconds <= 0:
     raise ConfigError(f"hop_seconds must be positive, got {hop_seconds}")
-  return int(round(step_macs(model, variables) / hop_seconds))
+  # A step with a lax.cond counts its costlier branch; a model whose branch runs only
+  # every k steps says what a step costs on average.
+  average = getattr(model, "average_step_macs", None)
+  macs = average(variables) if average is not None else step_macs(model, variables)
+  return int(round(macs / hop_seconds))

@@ -38,6 +38,18 @@ Presets (see PRESETS; any field can be overridden by keyword):
                       Hann 320, hop 160, centred reflect padding, power 2,
                       64 HTK mel without norm, dB (ref 1, amin 1e-10) with
                       top_db 80. DFT path (320 is not a power of two).
+  speech_embedding    openWakeWord's melspectrogram.onnx (the input of Google's speech
+                      embedding, kws_jax.models.speech_embedding): samples at int16
+                      scale, 512-sample frames holding a centred periodic Hann of 400,
+                      hop 160, power 2, 32 Slaney mel bands (Slaney norm) over
+                      60-3800 Hz, 10*log10(max(x, 1e-10)), floor at peak - 80 dB,
+                      then openWakeWord's x/10 + 2. The ONNX graph takes the peak over
+                      its whole input tensor (every clip of a batch); here the peak is
+                      the running max over the frames so far of each clip
+                      (top_db_mode="running"): causal, so training features equal the
+                      streaming step's, and a clip never depends on its batch mates.
+                      top_db_mode="clip" (peak of each clip) equals the ONNX graph
+                      run on one clip at a time.
 
 Precision: float32 DFT rounding error is proportional to the frame's total energy
 (measured ~2e-7 of the peak amplitude), so bins far below the loudest one carry a
@@ -60,6 +72,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from kws_jax.errors import ConfigError
+
+# The constant matrices live in filterbanks.py; re-exported here, where callers look for them.
+from kws_jax.ops.filterbanks import dct_matrix, dft_matrix, hz_to_mel, mel_filterbank, mel_to_hz, window_fn  # noqa: F401
 
 Array = jax.Array
 
@@ -87,7 +102,14 @@ class FrontendConfig:
   log_offset: float = 0.0
   db_amin: float = 1e-10          # 10*log10(max(x, amin)) - 10*log10(max(ref, amin))
   db_ref: float = 1.0
-  top_db: float | None = None     # per example (batch only; see `step`)
+  top_db: float | None = None     # floor at peak - top_db (dB only)
+  # "clip": peak of each example (batch only; see `step`); "running": max over the frames
+  # so far (causal; the streaming step keeps it in its state).
+  top_db_mode: Literal["clip", "running"] = "clip"
+  win_length: int | None = None   # Hann/Hamming length centred in the frame (None: window_size)
+  input_scale: float = 1.0        # samples in [-1, 1) are multiplied by this first
+  out_scale: float = 1.0          # features = out_scale * features + out_offset, last
+  out_offset: float = 0.0
   num_mfcc: int | None = None     # None: no DCT, features are the mel bands
 
   @property
@@ -117,6 +139,12 @@ PRESETS: dict[str, FrontendConfig] = {
         window="hann", center=True, pad_mode="reflect", spectrum="dft", power=2.0,
         num_mels=64, fmin=0.0, fmax=8000.0, mel_scale="htk", mel_norm=None,
         compression="db", db_ref=1.0, db_amin=1e-10, top_db=80.0),
+    "speech_embedding": FrontendConfig(
+        preset="speech_embedding", window_size=512, win_length=400, hop_size=160, n_fft=512,
+        window="hann", spectrum="dft", power=2.0, num_mels=32, fmin=60.0, fmax=3800.0,
+        mel_scale="slaney", mel_norm="slaney", compression="db", db_ref=1.0, db_amin=1e-10,
+        top_db=80.0, top_db_mode="running", input_scale=32768.0, out_scale=0.1,
+        out_offset=2.0),
 }
 
 _FIELDS = {f.name: f for f in dataclasses.fields(FrontendConfig)}
@@ -132,7 +160,8 @@ def get_config(preset: str = "tf_speech_commands", **overrides: Any) -> Frontend
     raise ConfigError(f"unknown featurizer option(s) {', '.join(unknown)}; valid options: "
                       f"{', '.join(sorted(set(_FIELDS) - {'preset'}))}")
   overrides = {k: v for k, v in overrides.items() if k != "preset"}
-  for key in ("sample_rate", "window_size", "hop_size", "n_fft", "num_mels", "num_mfcc"):
+  for key in ("sample_rate", "window_size", "hop_size", "n_fft", "num_mels", "num_mfcc",
+              "win_length"):
     if key in overrides and overrides[key] is not None:
       if isinstance(overrides[key], bool) or int(overrides[key]) != overrides[key]:
         raise ConfigError(f"featurizer option {key} must be an integer, got {overrides[key]!r}")
@@ -169,6 +198,10 @@ def validate(cfg: FrontendConfig) -> None:
     bad(f"need 0 <= fmin < fmax <= sample_rate/2, got fmin={cfg.fmin}, fmax={fmax}")
   if cfg.num_mfcc is not None and not 0 < cfg.num_mfcc <= cfg.num_mels:
     bad(f"num_mfcc must be in 1..num_mels ({cfg.num_mels}), got {cfg.num_mfcc}")
+  if cfg.win_length is not None and not 0 < cfg.win_length <= cfg.window_size:
+    bad(f"win_length must be in 1..window_size ({cfg.window_size}), got {cfg.win_length}")
+  if cfg.top_db_mode not in ("clip", "running"):
+    bad(f"top_db_mode must be 'clip' or 'running', not {cfg.top_db_mode!r}")
   if cfg.pad_mode not in ("reflect", "constant"):
     bad(f"pad_mode must be 'reflect' or 'constant', not {cfg.pad_mode!r}")
 
@@ -178,70 +211,6 @@ def num_frames(cfg: FrontendConfig, num_samples: int) -> int:
   if cfg.center:
     return 1 + num_samples // cfg.hop_size
   return max(0, 1 + (num_samples - cfg.window_size) // cfg.hop_size)
-
-
-# ---------------------------------------------------------------- constant matrices
-
-def window_fn(name: str, size: int) -> np.ndarray:
-  """Periodic Hann/Hamming window (scipy's fftbins=True form), float64."""
-  n = np.arange(size)
-  alpha = 0.5 if name == "hann" else 0.54
-  return alpha - (1.0 - alpha) * np.cos(2.0 * np.pi * n / size)
-
-
-def hz_to_mel(f: np.ndarray, scale: str) -> np.ndarray:
-  f = np.asarray(f, dtype=np.float64)
-  if scale == "htk":
-    return 2595.0 * np.log10(1.0 + f / 700.0)
-  # Slaney (Auditory Toolbox): linear below 1 kHz, logarithmic above.
-  f_sp, min_log_hz = 200.0 / 3, 1000.0
-  min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
-  return np.where(f >= min_log_hz,
-                  min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
-
-
-def mel_to_hz(m: np.ndarray, scale: str) -> np.ndarray:
-  m = np.asarray(m, dtype=np.float64)
-  if scale == "htk":
-    return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
-  f_sp, min_log_hz = 200.0 / 3, 1000.0
-  min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
-  return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
-
-
-def mel_filterbank(cfg: FrontendConfig) -> np.ndarray:
-  """(num_bins, num_mels) float64 triangles, linear in Hz between mel-spaced edges."""
-  fmax = cfg.sample_rate / 2 if cfg.fmax is None else cfg.fmax
-  bin_hz = np.linspace(0.0, cfg.sample_rate / 2, cfg.num_bins)
-  edges_hz = mel_to_hz(np.linspace(hz_to_mel(cfg.fmin, cfg.mel_scale),
-                                   hz_to_mel(fmax, cfg.mel_scale), cfg.num_mels + 2),
-                       cfg.mel_scale)
-  lo, mid, hi = edges_hz[:-2, None], edges_hz[1:-1, None], edges_hz[2:, None]
-  rising = (bin_hz[None, :] - lo) / (mid - lo)
-  falling = (hi - bin_hz[None, :]) / (hi - mid)
-  weights = np.maximum(0.0, np.minimum(rising, falling))      # (mels, bins)
-  if cfg.mel_norm == "slaney":
-    weights *= (2.0 / (hi - lo))
-  return weights.T
-
-
-def dct_matrix(num_inputs: int, num_outputs: int) -> np.ndarray:
-  """(num_inputs, num_outputs) orthonormal DCT-II, so y = x @ D (scipy norm='ortho')."""
-  n = np.arange(num_inputs)[:, None]
-  k = np.arange(num_outputs)[None, :]
-  d = np.cos(np.pi / num_inputs * (n + 0.5) * k) * np.sqrt(2.0 / num_inputs)
-  d[:, 0] /= np.sqrt(2.0)
-  return d
-
-
-def dft_matrix(window: np.ndarray, n_fft: int, num_bins: int) -> np.ndarray:
-  """(window_size, 2*num_bins) [Re | Im] of the windowed real DFT's first bins."""
-  n = np.arange(window.shape[0])[:, None]
-  k = np.arange(num_bins)[None, :]
-  # Reduce n*k mod n_fft before scaling so the angles stay exact in float64.
-  angle = 2.0 * np.pi * ((n * k) % n_fft) / n_fft
-  return np.concatenate([window[:, None] * np.cos(angle),
-                         -window[:, None] * np.sin(angle)], axis=1)
 
 
 # ------------------------------------------------------------------- params / state
@@ -264,7 +233,7 @@ def used_bins(cfg: FrontendConfig) -> int:
 
 def make_params(cfg: FrontendConfig) -> FrontendParams:
   validate(cfg)
-  window = window_fn(cfg.window, cfg.window_size)
+  window = window_fn(cfg.window, cfg.window_size, cfg.win_length)
   bins = used_bins(cfg)
   mel = mel_filterbank(cfg)[:bins]
   return FrontendParams(
@@ -278,6 +247,17 @@ def make_params(cfg: FrontendConfig) -> FrontendParams:
 
 
 # ---------------------------------------------------------------------- computation
+
+def _scaled(cfg: FrontendConfig, audio: Array) -> Array:
+  audio = to_float(audio)
+  return audio * cfg.input_scale if cfg.input_scale != 1.0 else audio
+
+
+def _finish(cfg: FrontendConfig, feats: Array) -> Array:
+  if (cfg.out_scale, cfg.out_offset) == (1.0, 0.0):
+    return feats
+  return feats * cfg.out_scale + cfg.out_offset
+
 
 def to_float(audio: Array) -> Array:
   """int16 samples to float32 in [-1, 1) (divided by 32768); floats pass through."""
@@ -339,25 +319,37 @@ def featurize(params: FrontendParams, audio: Array) -> Array:
   """(..., S) float in [-1, 1] or int16 -> (..., num_frames(cfg, S), num_features) float32.
 
   With `top_db`, each example (the last two axes) is clamped to its own max - top_db,
-  like librosa.power_to_db on one clip.
+  like librosa.power_to_db on one clip, or (top_db_mode="running") each frame to the
+  max over that example's frames up to it, minus top_db.
   """
   cfg = params.cfg
-  audio = to_float(audio)
+  audio = _scaled(cfg, audio)
   if cfg.center:
     pad = cfg.window_size // 2
     widths = [(0, 0)] * (audio.ndim - 1) + [(pad, pad)]
     audio = jnp.pad(audio, widths, mode=cfg.pad_mode)
   frames = frame_signal(audio, cfg.window_size, cfg.hop_size)
   feats = frames_to_features(params, frames)
-  if cfg.top_db is not None and cfg.compression == "db":
+  if cfg.top_db is not None and cfg.compression == "db" and cfg.top_db_mode == "running":
+    peak = jax.lax.cummax(jnp.max(feats, axis=-1, keepdims=True), axis=feats.ndim - 2)
+    feats = jnp.maximum(feats, peak - cfg.top_db)
+  elif cfg.top_db is not None and cfg.compression == "db":
     peak = jnp.max(feats, axis=(-2, -1), keepdims=True)
     feats = jnp.maximum(feats, peak - cfg.top_db)
-  return feats
+  return _finish(cfg, feats)
+
+
+def _running_floor(cfg: FrontendConfig) -> bool:
+  return cfg.top_db is not None and cfg.compression == "db" and cfg.top_db_mode == "running"
 
 
 def init_state(params: FrontendParams, batch_shape: tuple[int, ...] = ()) -> dict[str, Array]:
-  """Streaming state: the last `window_size` samples (zeros before the stream starts)."""
-  return {"buffer": jnp.zeros(tuple(batch_shape) + (params.cfg.window_size,), jnp.float32)}
+  """Streaming state: the last `window_size` samples (zeros before the stream starts), and
+  with top_db_mode="running" the peak (dB) so far."""
+  state = {"buffer": jnp.zeros(tuple(batch_shape) + (params.cfg.window_size,), jnp.float32)}
+  if _running_floor(params.cfg):
+    state["peak"] = jnp.full(tuple(batch_shape) + (1,), -1e30, jnp.float32)  # finite: exports
+  return state
 
 
 def step(params: FrontendParams, state: dict[str, Array],
@@ -371,24 +363,29 @@ def step(params: FrontendParams, state: dict[str, Array],
   `featurize(non-centred cfg, concat(zeros(window - hop), x))` frame by frame;
   when window is a multiple of hop, step k == featurize(x)[k - (window/hop - 1)]
   for every k >= window/hop - 1 (ELL preset: step k == frame k).
-  The step never centre-pads and never applies top_db (it cannot see the rest of
-  the clip); the floor `db_amin` still bounds the dB values.
+  The step never centre-pads and never applies top_db_mode="clip" (it cannot see the
+  rest of the clip); the floor `db_amin` still bounds the dB values. top_db_mode=
+  "running" keeps the peak in the state, so scanning `step` equals `featurize`.
   """
   cfg = params.cfg
-  chunk = to_float(chunk)
+  chunk = _scaled(cfg, chunk)
   if chunk.shape[-1] != cfg.hop_size:
     raise ConfigError(f"streaming featurizer needs chunks of hop_size={cfg.hop_size} "
                       f"samples, got {chunk.shape[-1]}")
   joined = jnp.concatenate([state["buffer"], chunk], axis=-1)
   buffer = joined[..., -cfg.window_size:]
   frame = frames_to_features(params, buffer[..., None, :])[..., 0, :]
-  return {"buffer": buffer}, frame
+  new_state = {"buffer": buffer}
+  if _running_floor(cfg):
+    new_state["peak"] = jnp.maximum(state["peak"], jnp.max(frame, axis=-1, keepdims=True))
+    frame = jnp.maximum(frame, new_state["peak"] - cfg.top_db)
+  return new_state, _finish(cfg, frame)
 
 
 def stream(params: FrontendParams, audio: Array, state: dict[str, Array] | None = None):
   """Scans `step` over whole hops of (..., S) audio -> (state, (..., S // hop, F))."""
   cfg = params.cfg
-  audio = to_float(audio)
+  audio = to_float(audio)    # `step` applies input_scale
   hops = audio.shape[-1] // cfg.hop_size
   chunks = audio[..., :hops * cfg.hop_size].reshape(audio.shape[:-1] + (hops, cfg.hop_size))
   if state is None:

@@ -39,7 +39,7 @@ from kws_jax.errors import DataError, TrainingError
 from kws_jax.evaluation import classification, plots
 from kws_jax.models import builder
 from kws_jax.runs import checkpoints, trained_model
-from kws_jax.train import distill, distributed, optimizer, parallel, step
+from kws_jax.train import distill, distributed, frozen, optimizer, parallel, step
 from kws_jax.train import workdir as workdir_lib
 from kws_jax.train.metrics_log import MetricsLog, NullLog
 
@@ -122,6 +122,7 @@ def setup(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> TrainingR
                                      jax.random.fold_in(jax.random.key(seed), 0))
   params = variables["params"]
   model_state = {k: v for k, v in variables.items() if k != "params"}
+  tx = frozen.split_optimizer(tx, model, params, train, schedule)  # pretrained parts
   teacher = distill.make_teacher(config.get("distill"), label_names)
   train_chunk = step.make_train_chunk(model, frontend_params,
                                       pipeline.make_augment_fn(config.data, ds), tx, train,

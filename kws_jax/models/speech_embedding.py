@@ -1,0 +1,184 @@
+"""Google's speech embedding (Lin et al., ICASSP 2020) with a small keyword head.
+
+`SpeechEmbedding` is the network of openWakeWord's `embedding_model.onnx`: 76 x 32
+log-mel frames (the `speech_embedding` front-end preset, 775 ms) -> one 96-dim
+embedding, through 20 convolutions (3x3, then alternating 1x3 / 3x1) with
+LeakyReLU(0.2) followed by max(x, -0.4), and 5 max-pools. Every time axis operation is
+'valid' with a total time stride of 8 (three 2x2 pools), so the network run over a
+longer sequence of T frames gives exactly the embeddings of the windows starting at
+frames 0, 8, 16, ...: openWakeWord's sliding window (one embedding every 80 ms) for
+about (T - 76) / 76 + 1 windows' cost instead of one whole window per embedding.
+Weights are imported from the ONNX file at init (`onnx_import`), so `model.init`
+already returns the pretrained network; frozen unless `finetune=True` (then the
+trainer's `train.embedding_learning_rate` applies to it).
+
+`SpeechEmbeddingKws` (registered as `speech_embedding`): the last `num_embeddings`
+embeddings of the window (openWakeWord's classifiers use 16 over 1.28 s; a 1.5 s clip
+holds 9), then a head:
+  flatten  LayerNorm per embedding -> concat -> Dense(hidden) -> ReLU -> dropout ->
+           Dense(hidden) -> ReLU -> Dense(classes) (openWakeWord's DNN, position aware);
+  pool     LayerNorm -> mean and max over the embeddings -> the same MLP (position free).
+Streaming `step`: a ring buffer of 76 frames and of `num_embeddings` embeddings; an
+embedding is computed (lax.cond) on the steps where the full window would have one
+(every 8 frames, in phase with the window's end), the head runs on every step. After
+num_frames steps from `initial_state` it returns the full-window logits.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from kws_jax.models import onnx_import
+from kws_jax.models.common import Array, check_frame, check_window, push_frame
+from kws_jax.models.macs import count_macs
+
+WINDOW_FRAMES = 76        # frames per embedding (775 ms of 10 ms hops)
+EMBEDDING_HOP = 8         # frames between embeddings (the network's time stride)
+EMBEDDING_DIM = 96
+NUM_MELS = 32
+# ("conv", out_channels, (kh, kw)) with ONNX's pads; ("pool", (ph, pw)).
+LAYERS: tuple = (
+    ("conv", 24, (3, 3)), ("conv", 24, (1, 3)), ("conv", 24, (3, 1)), ("pool", (2, 2)),
+    ("conv", 48, (1, 3)), ("conv", 48, (3, 1)), ("conv", 48, (1, 3)), ("conv", 48, (3, 1)),
+    ("pool", (1, 2)),
+    ("conv", 72, (1, 3)), ("conv", 72, (3, 1)), ("conv", 72, (1, 3)), ("conv", 72, (3, 1)),
+    ("pool", (2, 2)),
+    ("conv", 96, (1, 3)), ("conv", 96, (3, 1)), ("conv", 96, (1, 3)), ("conv", 96, (3, 1)),
+    ("pool", (1, 2)),
+    ("conv", 96, (1, 3)), ("conv", 96, (3, 1)), ("conv", 96, (1, 3)), ("conv", 96, (3, 1)),
+    ("pool", (2, 2)),
+    ("conv", 96, (3, 1)),
+)
+
+
+def num_embeddings_in(num_frames: int) -> int:
+  """Embeddings (one every 8 frames) whose 76-frame windows fit in num_frames."""
+  return max(0, (num_frames - WINDOW_FRAMES) // EMBEDDING_HOP + 1)
+
+
+def _pretrained(array: np.ndarray):
+  def init(key, shape, dtype=jnp.float32):
+    del key
+    if tuple(shape) != array.shape:
+      raise ValueError(f"pretrained array has shape {array.shape}, the layer wants {shape}")
+    return jnp.asarray(array, dtype)
+  return init
+
+
+class SpeechEmbedding(nn.Module):
+  """(B, T, 32) speech_embedding frames -> (B, (T - 76) // 8 + 1, 96) embeddings."""
+
+  @nn.compact
+  def __call__(self, frames: Array) -> Array:
+    weights = onnx_import.embedding_convolutions()
+    num_convs = sum(1 for layer in LAYERS if layer[0] == "conv")
+    if len(weights) != num_convs:
+      raise ValueError(f"{onnx_import.EMBEDDING_FILE} has {len(weights)} convolutions, "
+                       f"the network {num_convs}")
+    y = frames.astype(jnp.float32)[..., None]
+    index = 0
+    for layer in LAYERS:
+      if layer[0] == "pool":
+        y = nn.max_pool(y, layer[1], strides=layer[1], padding="VALID")
+        continue
+      w = weights[index]
+      top, left, bottom, right = w.pads
+      y = nn.Conv(layer[1], layer[2], padding=((top, bottom), (left, right)),
+                  use_bias=w.bias is not None, kernel_init=_pretrained(w.kernel),
+                  bias_init=_pretrained(w.bias) if w.bias is not None else nn.initializers.zeros,
+                  precision=jax.lax.Precision.HIGHEST, name=f"conv_{index}")(y)
+      index += 1
+      if index < num_convs:
+        y = jnp.maximum(nn.leaky_relu(y, 0.2), -0.4)
+    return y[:, :, 0, :]                                  # (B, E, 96): frequency axis is 1
+
+
+class SpeechEmbeddingKws(nn.Module):
+  """Frozen speech embedding + head (see module docstring)."""
+
+  num_classes: int
+  num_frames: int
+  num_features: int
+  num_embeddings: int = 0     # 0: every embedding that fits in the window
+  head: str = "flatten"       # "flatten" or "pool"
+  hidden: int = 128
+  dropout: float = 0.3
+  finetune: bool = False      # train the embedding too (train.embedding_learning_rate)
+
+  def setup(self):
+    if self.num_features != NUM_MELS:
+      raise ValueError(f"speech_embedding takes {NUM_MELS} mel bands (features.preset="
+                       f"'speech_embedding'), got {self.num_features} features")
+    fit = num_embeddings_in(self.num_frames)
+    if fit < 1 or self.num_embeddings > fit:
+      raise ValueError(f"speech_embedding: a window of {self.num_frames} frames holds {fit} "
+                       f"embeddings (76 frames + 8 per further one); num_embeddings="
+                       f"{self.num_embeddings} (lengthen data.clip_duration_ms)")
+    if self.head not in ("flatten", "pool"):
+      raise ValueError(f"speech_embedding head must be 'flatten' or 'pool', not {self.head!r}")
+    self.embedding = SpeechEmbedding()
+    self.norm = nn.LayerNorm()
+    self.hidden_0 = nn.Dense(self.hidden)
+    self.hidden_1 = nn.Dense(self.hidden)
+    self.out = nn.Dense(self.num_classes)
+    self.drop = nn.Dropout(self.dropout)
+
+  @property
+  def used_embeddings(self) -> int:
+    return self.num_embeddings or num_embeddings_in(self.num_frames)
+
+  @property
+  def used_frames(self) -> int:
+    return WINDOW_FRAMES + EMBEDDING_HOP * (self.used_embeddings - 1)
+
+  def embed(self, frames: Array) -> Array:
+    embeddings = self.embedding(frames)
+    return embeddings if self.finetune else jax.lax.stop_gradient(embeddings)
+
+  def classify(self, embeddings: Array, train: bool) -> Array:
+    """(B, N, 96) embeddings -> (B, C) logits."""
+    y = self.norm(embeddings)
+    if self.head == "pool":
+      y = jnp.concatenate([jnp.mean(y, axis=1), jnp.max(y, axis=1)], axis=-1)
+    else:
+      y = y.reshape(y.shape[0], -1)
+    y = self.drop(nn.relu(self.hidden_0(y)), deterministic=not train)
+    y = self.drop(nn.relu(self.hidden_1(y)), deterministic=not train)
+    return self.out(y)
+
+  def __call__(self, x: Array, train: bool = False) -> Array:
+    check_window(type(self).__name__, x, self.num_frames, self.num_features)
+    # The last embedding ends at the window's last frame; earlier frames are not needed.
+    return self.classify(self.embed(x[:, self.num_frames - self.used_frames:]), train)
+
+  def average_step_macs(self, variables) -> int:
+    """MACs of a streaming step on average: an embedding every 8 steps, the head every step."""
+    window = jax.ShapeDtypeStruct((1, WINDOW_FRAMES, NUM_MELS), jnp.float32)
+    embedding = count_macs(lambda v, x: self.apply(v, x, method=lambda m, y: m.embedding(y)),
+                           variables, window)
+    embeddings = jax.ShapeDtypeStruct((1, self.used_embeddings, EMBEDDING_DIM), jnp.float32)
+    head = count_macs(lambda v, e: self.apply(v, e, False, method=lambda m, y, t: m.classify(y, t)),
+                      variables, embeddings)
+    return embedding // EMBEDDING_HOP + head
+
+  def initial_state(self, batch_size: int) -> dict[str, Array]:
+    return {"frames": jnp.zeros((batch_size, WINDOW_FRAMES, NUM_MELS), jnp.float32),
+            "embeddings": jnp.zeros((batch_size, self.used_embeddings, EMBEDDING_DIM),
+                                    jnp.float32),
+            "phase": jnp.zeros((), jnp.int32)}
+
+  def step(self, state: dict[str, Array], frame: Array) -> tuple[dict[str, Array], Array]:
+    check_frame(type(self).__name__, frame, self.num_features)
+    frames = push_frame(state["frames"], frame.astype(jnp.float32))
+    phase = (state["phase"] + 1) % EMBEDDING_HOP
+    # The full window has an embedding ending at frame num_frames, hence every 8 frames
+    # in phase with it.
+    due = phase == self.num_frames % EMBEDDING_HOP
+    embeddings = nn.cond(
+        due, lambda module, e: push_frame(e, module.embedding(frames)[:, 0]),
+        lambda module, e: e, self, state["embeddings"])
+    return ({"frames": frames, "embeddings": embeddings, "phase": phase},
+            self.classify(embeddings, train=False))

