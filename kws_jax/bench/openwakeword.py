@@ -112,8 +112,7 @@ def _best_time(fn, rounds: int) -> float:
 
 def run(trained: Any, audio: np.ndarray, rounds: int = 3) -> dict[str, Any]:
   """Real-time factors of both sides over `audio` (float32 in [-1, 1))."""
-  from kws_jax.deploy import iree_compile as compile_lib
-  from kws_jax.deploy import iree_runner
+  from kws_jax.deploy import iree_compile, iree_runner
   from kws_jax.deploy import stablehlo_export as export
   model = trained.model
   head = NumpyHead(trained.variables["params"], model.used_embeddings, model.head)
@@ -122,7 +121,7 @@ def run(trained: Any, audio: np.ndarray, rounds: int = 3) -> dict[str, Any]:
     out = pathlib.Path(tmp)
     export.export_trained(trained, out / "export", vad=False, smoothing=False,
                           chunk_hops=CHUNK // 160)
-    compile_lib.compile_export(out / "export", "host-cpu", out / "host-cpu")
+    iree_compile.compile_export(out / "export", "host-cpu", out / "host-cpu")
     runner = iree_runner.IreeStep(out / "host-cpu")
     runner.run(audio[:CHUNK * 4])                     # warm up
     kws_seconds = _best_time(lambda: runner.run(audio), rounds)

@@ -23,8 +23,7 @@ from typing import Any, Callable
 import numpy as np
 from elftools.elf.elffile import ELFFile
 
-from kws_jax.deploy import firmware_runner, iree_runtime_build
-from kws_jax.deploy import iree_compile as compile_lib
+from kws_jax.deploy import firmware_runner, iree_compile, iree_runtime_build
 from kws_jax.deploy.firmware_runner import FIRMWARE_FILE
 from kws_jax.errors import ExportError
 
@@ -38,11 +37,11 @@ _MODEL_SOURCES = ("common/kws_runtime.c", "emulated/hostlink_main.c")
 
 def load_board(target_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
   """(target.json, firmware.json) of a target that has firmware for an emulated board."""
-  target = compile_lib.load_target(target_name)
+  target = iree_compile.load_target(target_name)
   path = pathlib.Path(target["dir"]) / BOARD_FILE
   if target["kind"] != "static" or not path.is_file():
-    with_board = [t for t in compile_lib.list_targets()
-                  if (compile_lib.targets_dir() / t / BOARD_FILE).is_file()]
+    with_board = [t for t in iree_compile.list_targets()
+                  if (iree_compile.targets_dir() / t / BOARD_FILE).is_file()]
     raise ExportError(f"target {target_name} has no firmware build (no {path}); "
                       f"targets with one: {', '.join(with_board)}")
   return target, json.loads(path.read_text())
@@ -70,7 +69,7 @@ def build_firmware(compiled_dir: str | os.PathLike, target_name: str | None = No
                    log: Callable[[str], None] = print) -> dict[str, Any]:
   """Links `compiled_dir/kws_firmware.elf`; returns (and writes) firmware.json's content."""
   out = pathlib.Path(compiled_dir)
-  meta, report = compile_lib.load_compiled(out)
+  meta, report = iree_compile.load_compiled(out)
   if target_name is not None:
     _check_target(out, report, target_name)
   target, board = load_board(report["target"])
@@ -111,7 +110,7 @@ def _zeros(n: int) -> np.ndarray:
 def link(out: pathlib.Path, runtime: pathlib.Path) -> pathlib.Path:
   """Compiles the model's C (EmitC module, step, host link) and links it with the runtime."""
   compile_flags, link_command = iree_runtime_build.probe_flags(runtime)
-  targets = compile_lib.targets_dir()
+  targets = iree_compile.targets_dir()
   objects_dir = out / "firmware_obj"
   objects_dir.mkdir(exist_ok=True)
   objects = []
@@ -121,7 +120,7 @@ def link(out: pathlib.Path, runtime: pathlib.Path) -> pathlib.Path:
                f"-I{targets / 'emulated'}", "-c", str(targets / name), "-o", str(obj)]
     _run(command, f"compiling {name} for {out}", runtime)
     objects.append(str(obj))
-  objects.append(str(out / compile_lib.STATIC_OBJECT_FILE))
+  objects.append(str(out / iree_compile.STATIC_OBJECT_FILE))
   probe_object = f"CMakeFiles/{iree_runtime_build.PROBE}.dir/probe.c.obj"
   elf = out / ELF_FILE
   command = []
@@ -193,16 +192,16 @@ def main(args) -> int:
     raise ExportError("give EXPORT_DIR (or a compiled dir), --target NAME and --out OUT_DIR "
                       "with --firmware")
   board = load_board(args.target)[1]
-  if (source / compile_lib.COMPILE_FILE).is_file():
+  if (source / iree_compile.COMPILE_FILE).is_file():
     out = source   # already compiled: check its target before anything slow
-    _check_target(out, compile_lib.load_compiled(out)[1], args.target)
+    _check_target(out, iree_compile.load_compiled(out)[1], args.target)
     check_compiler(board)
   else:
     check_compiler(board)
     if not args.out:
       raise ExportError("give --out OUT_DIR for the compiled dir and its firmware")
     out = pathlib.Path(args.out)
-    compile_lib.compile_export(source, args.target, out, extra_flags=args.iree_flag)
+    iree_compile.compile_export(source, args.target, out, extra_flags=args.iree_flag)
     print(f"compiled {source} for {args.target} -> {out}")
   info = build_firmware(out, args.target, iree_source=args.iree_source)
   print(f"{out / ELF_FILE}: {summary(info)}")

@@ -30,8 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from kws_jax.deploy import iree_compile as compile_lib
-from kws_jax.deploy import iree_runtime_build
+from kws_jax.deploy import iree_compile, iree_runtime_build
 from kws_jax.deploy import stablehlo_export as export
 from kws_jax.errors import ExportError
 
@@ -44,7 +43,7 @@ REPLY_TIMEOUT_S = 120.0
 def load_firmware(firmware_dir: str | os.PathLike) -> tuple[dict, dict, dict]:
   """(meta, compile report, firmware.json) of a firmware dir, checking the ELF is the one built."""
   root = pathlib.Path(firmware_dir)
-  meta, report = compile_lib.load_compiled(root)
+  meta, report = iree_compile.load_compiled(root)
   path = root / FIRMWARE_FILE
   if not path.is_file():
     raise ExportError(f"{root}: no {FIRMWARE_FILE}; build the firmware with `python -m "
@@ -59,7 +58,7 @@ def load_firmware(firmware_dir: str | os.PathLike) -> tuple[dict, dict, dict]:
 
 def plugin_path() -> pathlib.Path:
   """The instruction-count plugin, compiled with the host's C compiler into the cache."""
-  source = compile_lib.targets_dir() / "emulated" / "insn_count_plugin.c"
+  source = iree_compile.targets_dir() / "emulated" / "insn_count_plugin.c"
   key = iree_runtime_build.file_hash(source)[:12]
   out = iree_runtime_build.cache_root() / f"insn_count-{key}.so"
   if not out.is_file():

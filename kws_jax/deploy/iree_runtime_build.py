@@ -25,7 +25,7 @@ from typing import Any
 
 import iree.runtime
 
-from kws_jax.deploy import iree_compile as compile_lib
+from kws_jax.deploy import iree_compile
 from kws_jax.errors import ExportError
 
 CMAKE_MIN = (3, 26)
@@ -61,7 +61,7 @@ def default_iree_source() -> pathlib.Path | None:
   env = os.environ.get("KWS_IREE_SOURCE")
   if env:
     return pathlib.Path(env)
-  vendor = compile_lib.targets_dir().parent.parent / "shared" / "vendor"
+  vendor = iree_compile.targets_dir().parent.parent / "shared" / "vendor"
   found = sorted(vendor.glob("iree-runtime-src-*.tar.*")) if vendor.is_dir() else []
   return found[-1] if found else None
 
@@ -192,7 +192,7 @@ def cmake_tool() -> str:
 
 def board_hash(target: dict[str, Any]) -> str:
   """Hash of the code the runtime build compiles from targets/: a change rebuilds."""
-  root = compile_lib.targets_dir()
+  root = iree_compile.targets_dir()
   # The build refers to these files by path (the forced include), so the path counts too.
   digest = hashlib.sha256(str(root.resolve()).encode())
   for folder in ("common", "emulated", pathlib.Path(target["dir"]).name):
@@ -218,7 +218,7 @@ def built_runtime(target: dict[str, Any], firmware: dict[str, Any], source: path
     cmake = cmake_tool()
     log(f"building the IREE runtime for {target['name']} (once; cached in {build}) ...")
     resolve = lambda p: str((tdir / p).resolve())
-    configure = [cmake, "-G", "Unix Makefiles", "-S", str(compile_lib.targets_dir() / "common" / "runtime"),
+    configure = [cmake, "-G", "Unix Makefiles", "-S", str(iree_compile.targets_dir() / "common" / "runtime"),
                  "-B", str(build), f"-DCMAKE_TOOLCHAIN_FILE={tdir / 'toolchain.cmake'}",
                  "-DCMAKE_BUILD_TYPE=MinSizeRel", f"-DIREE_SOURCE_DIR={source}",
                  f"-DIREE_HOST_BIN_DIR={iree_host_bin_dir()}",

@@ -4,9 +4,9 @@ With a manifest (`make-test --negative-hours`), false rejects are counted on the
 keyword words and false accepts on the negative parts only, per hour of negative audio; each
 false accept is attributed to the negative part it fell in (real words, noise, synthetic speech,
 confusables). Without one, every keyword detection that matches no keyword word is a false
-accept and the whole file is the hour base (`detection_metrics.detection_errors`' rule).
+accept and the whole file is the hour base (`detection.detection_errors`' rule).
 
-Matching follows `detection_metrics.detection_errors`: each keyword word is hit at most once, by
+Matching follows `detection.detection_errors`: each keyword word is hit at most once, by
 the first same-label detection within the time tolerance.
 """
 

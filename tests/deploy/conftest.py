@@ -10,7 +10,7 @@ import pytest
 from export_helpers import REPO_ROOT, tiny_trained
 
 from kws_jax import audio
-from kws_jax.deploy import iree_compile as compile_lib
+from kws_jax.deploy import iree_compile
 from kws_jax.deploy import stablehlo_export as export
 
 
@@ -41,7 +41,7 @@ def compiled(tmp_path_factory, toy_export):
   def get(target: str) -> pathlib.Path:
     if target not in _COMPILED:
       out = tmp_path_factory.mktemp(f"compiled_{target}")
-      compile_lib.compile_export(toy_export, target, out)
+      iree_compile.compile_export(toy_export, target, out)
       _COMPILED[target] = out
     return _COMPILED[target]
   return get

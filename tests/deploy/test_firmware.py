@@ -18,8 +18,7 @@ import pytest
 from test_iree import assert_close, jax_reference
 
 from kws_jax import errors
-from kws_jax.deploy import firmware, firmware_runner, iree_runtime_build
-from kws_jax.deploy import iree_compile as compile_lib
+from kws_jax.deploy import firmware, firmware_runner, iree_compile, iree_runtime_build
 from kws_jax.errors import ExportError
 from kws_jax.streameval import runners
 
@@ -120,7 +119,7 @@ def test_stream_eval_takes_a_firmware_dir(built_firmware, trained_gru, test_clip
 
 def _cli_error(argv, capsys) -> str:
   with pytest.raises(SystemExit) as exit_info:
-    errors.run_cli(compile_lib.main, argv)
+    errors.run_cli(iree_compile.main, argv)
   assert exit_info.value.code == 2
   err = capsys.readouterr().err.strip()
   assert err.startswith("error: ") and "\n" not in err, err
@@ -177,7 +176,7 @@ def int8_dirs(trained_gru, tmp_path_factory):
   dirs = []
   for target in ("host-cpu", "cortex-m4"):
     out = tmp_path_factory.mktemp(f"int8_{target}")
-    compile_lib.compile_export(exported, target, out)
+    iree_compile.compile_export(exported, target, out)
     dirs.append(out)
   return dirs
 

@@ -14,8 +14,7 @@ from export_helpers import binutils, vulkan_available
 
 from kws_jax import errors
 from kws_jax.configs import loader as config_loader
-from kws_jax.deploy import iree_compile as compile_lib
-from kws_jax.deploy import iree_runner
+from kws_jax.deploy import iree_compile, iree_runner
 from kws_jax.deploy import stablehlo_export as export
 from kws_jax.deploy import streaming_step as streaming
 from kws_jax.errors import ExportError
@@ -111,7 +110,7 @@ def test_iree_run_module_100_steps_match_jax(compiled, trained_gru, test_clip):
                     "mesa-vulkan-drivers for Mesa's lavapipe)")
 @pytest.mark.without_tensorflow
 def test_vulkan_100_steps_match_jax(compiled, trained_gru, test_clip):
-  report = json.loads((compiled("vulkan") / compile_lib.COMPILE_FILE).read_text())
+  report = json.loads((compiled("vulkan") / iree_compile.COMPILE_FILE).read_text())
   assert report["variant"] == "dft"  # IREE's FFT is not used on Vulkan.
   runner = iree_runner.IreeStep(compiled("vulkan"))
   _, ref_state, ref_outputs = jax_reference(trained_gru, test_clip, spectrum="dft")
@@ -123,19 +122,19 @@ def test_vulkan_100_steps_match_jax(compiled, trained_gru, test_clip):
 def test_bare_metal_static_library(compiled, target):
   out = compiled(target)
   meta = export.load_meta(out)
-  for name in (compile_lib.STATIC_OBJECT_FILE, compile_lib.STATIC_HEADER_FILE,
-               compile_lib.EMITC_FILE, compile_lib.IO_HEADER_FILE):
+  for name in (iree_compile.STATIC_OBJECT_FILE, iree_compile.STATIC_HEADER_FILE,
+               iree_compile.EMITC_FILE, iree_compile.IO_HEADER_FILE):
     assert (out / name).stat().st_size > 0, name
-  assert compile_lib.LIBRARY_QUERY_SYMBOL in (out / compile_lib.STATIC_HEADER_FILE).read_text()
-  emitc = (out / compile_lib.EMITC_FILE).read_text()
-  assert f"iree_status_t {compile_lib.EMITC_CREATE_SYMBOL}(" in emitc
-  io_header = (out / compile_lib.IO_HEADER_FILE).read_text()
+  assert iree_compile.LIBRARY_QUERY_SYMBOL in (out / iree_compile.STATIC_HEADER_FILE).read_text()
+  emitc = (out / iree_compile.EMITC_FILE).read_text()
+  assert f"iree_status_t {iree_compile.EMITC_CREATE_SYMBOL}(" in emitc
+  io_header = (out / iree_compile.IO_HEADER_FILE).read_text()
   assert f"#define KWS_HOP_SIZE {meta['hop_size']}" in io_header
   assert io_header.count("_init[") == len(meta["state"])
-  sizes = json.loads((out / compile_lib.SIZE_REPORT_FILE).read_text())
-  target_info = compile_lib.load_target(target)
+  sizes = json.loads((out / iree_compile.SIZE_REPORT_FILE).read_text())
+  target_info = iree_compile.load_target(target)
   assert sizes["machine"] == target_info["elf_machine"]
-  assert sizes["exported"] == [compile_lib.LIBRARY_QUERY_SYMBOL]
+  assert sizes["exported"] == [iree_compile.LIBRARY_QUERY_SYMBOL]
   assert sizes["code_bytes"] > 1000 and sizes["rodata_bytes"] > 0
   # The constant pool holds at least the model's float weights.
   assert sizes["weights_bytes"] >= meta["weight_bytes"]
@@ -150,17 +149,17 @@ def test_bare_metal_static_library(compiled, target):
 @pytest.mark.parametrize("target", BARE_METAL)
 def test_bare_metal_object_with_cross_binutils(compiled, target):
   """The cross toolchain's own tools read the object as built for the right core."""
-  prefix = compile_lib.load_target(target)["binutils_prefix"]
+  prefix = iree_compile.load_target(target)["binutils_prefix"]
   nm, readelf = binutils(prefix, "nm"), binutils(prefix, "readelf")
   if not (nm and readelf):
     pytest.skip(f"{prefix}nm/readelf not installed (Debian binutils-arm-none-eabi, "
                 "binutils-riscv64-unknown-elf)")
-  obj = compiled(target) / compile_lib.STATIC_OBJECT_FILE
+  obj = compiled(target) / iree_compile.STATIC_OBJECT_FILE
   symbols = subprocess.run([nm, str(obj)], capture_output=True, text=True, check=True).stdout
   defined = {line.split()[-1] for line in symbols.splitlines() if re.match(r"^[0-9a-f]+ T ", line)}
   undefined = {line.split()[-1] for line in symbols.splitlines() if line.strip().startswith("U ")}
-  assert compile_lib.LIBRARY_QUERY_SYMBOL in defined
-  sizes = json.loads((compiled(target) / compile_lib.SIZE_REPORT_FILE).read_text())
+  assert iree_compile.LIBRARY_QUERY_SYMBOL in defined
+  sizes = json.loads((compiled(target) / iree_compile.SIZE_REPORT_FILE).read_text())
   assert undefined == set(sizes["undefined"])
   attributes = subprocess.run([readelf, "-h", "-A", str(obj)], capture_output=True, text=True,
                               check=True).stdout
@@ -175,17 +174,17 @@ def test_bare_metal_object_with_cross_binutils(compiled, target):
 
 def test_missing_target_is_a_clear_error(toy_export, tmp_path):
   with pytest.raises(ExportError, match=r"unknown target 'cortex-m99'; known targets: .*cortex-m4"):
-    compile_lib.compile_export(toy_export, "cortex-m99", tmp_path / "out")
+    iree_compile.compile_export(toy_export, "cortex-m99", tmp_path / "out")
 
 
 def test_cli_errors_are_one_line(toy_export, tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_info:
-    errors.run_cli(compile_lib.main, [str(toy_export), "--target", "nope", "--out", str(tmp_path)])
+    errors.run_cli(iree_compile.main, [str(toy_export), "--target", "nope", "--out", str(tmp_path)])
   assert exit_info.value.code == 2
   err = capsys.readouterr().err.strip()
   assert err.startswith("error: unknown target 'nope'") and "\n" not in err
   with pytest.raises(SystemExit) as exit_info:
-    errors.run_cli(compile_lib.main, [str(tmp_path / "missing"), "--target", "host-cpu",
+    errors.run_cli(iree_compile.main, [str(tmp_path / "missing"), "--target", "host-cpu",
                                       "--out", str(tmp_path / "o")])
   assert exit_info.value.code == 2
   assert "not a kws_jax export dir" in capsys.readouterr().err
@@ -204,7 +203,7 @@ def test_compiled_dir_from_another_version_is_refused(compiled, tmp_path):
 def test_replaced_vmfb_is_refused(compiled, tmp_path):
   copy = tmp_path / "swapped"
   shutil.copytree(compiled("host-cpu"), copy)
-  shutil.copyfile(compiled("vulkan") / compile_lib.VMFB_FILE, copy / compile_lib.VMFB_FILE)
+  shutil.copyfile(compiled("vulkan") / iree_compile.VMFB_FILE, copy / iree_compile.VMFB_FILE)
   with pytest.raises(ExportError, match="does not match compile.json"):
     iree_runner.IreeStep(copy)
 
@@ -216,10 +215,10 @@ def test_vmfb_with_another_signature_is_refused(compiled, tmp_path):
   """
   copy = tmp_path / "forged"
   shutil.copytree(compiled("host-cpu"), copy)
-  shutil.copyfile(copy / compile_lib.CHUNK_VMFB_FILE, copy / compile_lib.VMFB_FILE)
-  report = json.loads((copy / compile_lib.COMPILE_FILE).read_text())
-  report["files"][compile_lib.VMFB_FILE]["sha256"] = compile_lib._sha256(copy / compile_lib.VMFB_FILE)
-  (copy / compile_lib.COMPILE_FILE).write_text(json.dumps(report))
+  shutil.copyfile(copy / iree_compile.CHUNK_VMFB_FILE, copy / iree_compile.VMFB_FILE)
+  report = json.loads((copy / iree_compile.COMPILE_FILE).read_text())
+  report["files"][iree_compile.VMFB_FILE]["sha256"] = iree_compile._sha256(copy / iree_compile.VMFB_FILE)
+  (copy / iree_compile.COMPILE_FILE).write_text(json.dumps(report))
   with pytest.raises(ExportError, match="does not match its meta.json"):
     iree_runner.IreeStep(copy)
 
@@ -287,9 +286,9 @@ def quickstart_export(tmp_path_factory, repo_root):
 
 @pytest.mark.parametrize("target", BARE_METAL)
 def test_quickstart_compiles_for_bare_metal(quickstart_export, tmp_path, target):
-  report = compile_lib.compile_export(quickstart_export, target, tmp_path / target)
+  report = iree_compile.compile_export(quickstart_export, target, tmp_path / target)
   sizes = report["sizes"]
-  assert sizes["exported"] == [compile_lib.LIBRARY_QUERY_SYMBOL]
+  assert sizes["exported"] == [iree_compile.LIBRARY_QUERY_SYMBOL]
   for symbol in sizes["undefined"]:
     assert symbol.startswith(("iree_", "__")) or symbol in LIBM, symbol
   print(f"quickstart {target}: code {sizes['code_bytes']} B, rodata {sizes['rodata_bytes']} B, "
@@ -318,7 +317,7 @@ def test_vad_and_smoothing_step_on_host_cpu_matches_jax(tmp_path, test_clip):
   trained = tiny_trained("tf_speech_commands", "gru", vad={"reset_delay_ms": 50.0},
                          smoothing={}, hidden_size=8, num_layers=1)
   export.export_trained(trained, tmp_path / "export", chunk_hops=20)
-  compile_lib.compile_export(tmp_path / "export", "host-cpu", tmp_path / "cpu")
+  iree_compile.compile_export(tmp_path / "export", "host-cpu", tmp_path / "cpu")
   silence = np.zeros(3200, np.float32)
   clip = np.concatenate([silence, test_clip[:8000], silence])  # 0.9 s = 90 hops
   step, ref_state, ref_outputs = jax_reference(trained, clip)

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from export_helpers import tiny_trained
 
-from kws_jax.deploy import int8, iree_runner
-from kws_jax.deploy import iree_compile as compile_lib
+from kws_jax.deploy import int8, iree_compile, iree_runner
 from kws_jax.deploy import stablehlo_export as export
 from kws_jax.deploy import streaming_step as streaming
 
@@ -117,7 +116,7 @@ def test_int8_export_has_int8_constants_and_runs_on_iree(trained_gru, tmp_path, 
   text = (tmp_path / "export" / meta["modules"][meta["default_variant"]]["text"]).read_text()
   assert re.search(r"tensor<\d+x\d+xi8>", text)
   assert "xi32>" in text and "stablehlo.while" not in text
-  compile_lib.compile_export(tmp_path / "export", "host-cpu", tmp_path / "cpu")
+  iree_compile.compile_export(tmp_path / "export", "host-cpu", tmp_path / "cpu")
   runner = iree_runner.IreeStep(tmp_path / "cpu")
   qstep, _ = int8.quantize_step(streaming.make_step(trained_gru))
   ref_state, ref = qstep.run(test_clip)
@@ -130,9 +129,9 @@ def test_int8_export_has_int8_constants_and_runs_on_iree(trained_gru, tmp_path, 
 
 def test_cortex_m4_int8_is_smaller(compiled, trained_gru, tmp_path):
   export.export_trained(trained_gru, tmp_path / "export", quantize="int8")
-  report = compile_lib.compile_export(tmp_path / "export", "cortex-m4", tmp_path / "m4")
-  float_sizes = compile_lib.size_report(compiled("cortex-m4") / compile_lib.STATIC_OBJECT_FILE,
-                                        compiled("cortex-m4") / compile_lib.EMITC_FILE)
+  report = iree_compile.compile_export(tmp_path / "export", "cortex-m4", tmp_path / "m4")
+  float_sizes = iree_compile.size_report(compiled("cortex-m4") / iree_compile.STATIC_OBJECT_FILE,
+                                        compiled("cortex-m4") / iree_compile.EMITC_FILE)
   print(f"cortex-m4 weights: float {float_sizes['weights_bytes']} B, "
         f"int8 {report['sizes']['weights_bytes']} B")
   assert report["sizes"]["weights_bytes"] < float_sizes["weights_bytes"]

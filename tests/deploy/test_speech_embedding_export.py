@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from export_helpers import tiny_trained
 
-from kws_jax.deploy import iree_compile as compile_lib
-from kws_jax.deploy import iree_runner
+from kws_jax.deploy import iree_compile, iree_runner
 from kws_jax.deploy import stablehlo_export as export
 from kws_jax.deploy import streaming_step as streaming
 from kws_jax.ops import frontend
@@ -50,7 +49,7 @@ def test_step_equals_featurize_then_full_window(trained_embedding, test_clip):
 def test_host_cpu_matches_jax(trained_embedding, test_clip, tmp_path):
   out = tmp_path / "export"
   export.export_trained(trained_embedding, out, chunk_hops=8)
-  compile_lib.compile_export(out, "host-cpu", tmp_path / "host-cpu")
+  iree_compile.compile_export(out, "host-cpu", tmp_path / "host-cpu")
   runner = iree_runner.IreeStep(tmp_path / "host-cpu")
   step = streaming.make_step(trained_embedding)
   clip = test_clip[:12000]
