@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from kws_jax.deploy import iree_compile, iree_runtime_build
+from kws_jax.deploy import iree_compile, iree_runtime_build, protocol
 from kws_jax.deploy import stablehlo_export as export
 from kws_jax.errors import ExportError
 
@@ -76,7 +76,7 @@ def plugin_path() -> pathlib.Path:
   return out
 
 
-class FirmwareStep:
+class FirmwareStep(protocol.MetaStepRunner):
   """A firmware dir's step under QEMU, callable like the JAX step and IreeStep."""
 
   def __init__(self, firmware_dir: str | os.PathLike, count_instructions: bool = False):
@@ -89,17 +89,6 @@ class FirmwareStep:
     self._proc: subprocess.Popen | None = None
     self._tmp: tempfile.TemporaryDirectory | None = None
     self.hop_instructions: list[int] = []   # instructions of each step run so far
-
-  @property
-  def hop_size(self) -> int:
-    return int(self.meta["hop_size"])
-
-  @property
-  def label_names(self) -> list[str]:
-    return list(self.meta["labels"])
-
-  def initial_state(self) -> list[np.ndarray]:
-    return [np.array(s) for s in self._initial]
 
   # ------------------------------------------------------------------ QEMU process
 

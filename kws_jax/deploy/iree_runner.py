@@ -33,7 +33,7 @@ import iree.runtime as ireert
 import numpy as np
 from iree.runtime import BufferUsage, HalElementType, HalFence, MemoryType
 
-from kws_jax.deploy import iree_compile
+from kws_jax.deploy import iree_compile, protocol
 from kws_jax.deploy import stablehlo_export as export
 from kws_jax.errors import ExportError
 
@@ -63,7 +63,7 @@ def _element_type(dtype: np.dtype):
           }[np.dtype(dtype)]
 
 
-class IreeStep:
+class IreeStep(protocol.MetaStepRunner):
   """A compiled dir's step, callable like the JAX step on numpy arrays."""
 
   def __init__(self, compiled_dir: str | os.PathLike, device: str | None = None,
@@ -129,17 +129,6 @@ class IreeStep:
     if (inputs, outputs) != (want_in, want_out):
       raise ExportError(f"{self.dir / iree_compile.VMFB_FILE} does not match its meta.json "
                         f"(module takes {inputs}, meta says {want_in}); compile the export again")
-
-  @property
-  def hop_size(self) -> int:
-    return int(self.meta["hop_size"])
-
-  @property
-  def label_names(self) -> list[str]:
-    return list(self.meta["labels"])
-
-  def initial_state(self) -> list[np.ndarray]:
-    return [np.array(s) for s in self._initial]
 
   def _upload(self, array: np.ndarray, spec: dict):
     array = np.array(array, dtype=spec["dtype"], order="C")  # ascontiguousarray makes 0-d 1-d

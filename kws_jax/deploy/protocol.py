@@ -31,6 +31,24 @@ class StepRunner(Protocol):
   def run(self, audio: np.ndarray, state: State | None = None) -> tuple[State, Outputs]: ...
 
 
+class MetaStepRunner:
+  """Protocol parts of a runner of an exported step: hop, labels and initial state come from
+  its `meta` (meta.json) and `_initial` (initial_state.npz), as IREE and firmware runners load."""
+  meta: dict
+  _initial: list[np.ndarray]
+
+  @property
+  def hop_size(self) -> int:
+    return int(self.meta["hop_size"])
+
+  @property
+  def label_names(self) -> list[str]:
+    return list(self.meta["labels"])
+
+  def initial_state(self) -> list[np.ndarray]:
+    return [np.array(s) for s in self._initial]
+
+
 def scan_hops(apply: Callable, params: Any, state: State, chunks: jax.Array
               ) -> tuple[State, Outputs]:
   """`apply(params, state, hop)` scanned over `chunks` (hops, hop_size); traceable."""
