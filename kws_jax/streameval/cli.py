@@ -106,7 +106,8 @@ def _add_negative_options(mk: argparse.ArgumentParser) -> None:
   mk.add_argument("--workers", type=int, default=2, help="speech synthesis processes")
 
 
-def main(argv: Sequence[str]) -> int:
+def build_parser() -> argparse.ArgumentParser:
+  """The `make-test`, `eval` and `listen` sub-commands and their options."""
   parser = argparse.ArgumentParser(prog="python -m kws_jax.stream", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest="command", required=True)
@@ -164,7 +165,11 @@ def main(argv: Sequence[str]) -> int:
                   help="how long to listen to the microphone (default: %(default)s)")
   li.add_argument("--fast", action="store_true", help="with --wav: do not wait for real time")
   add_verbose_flag(parser)
-  args = parser.parse_args(argv)
+  return parser
+
+
+def main(argv: Sequence[str]) -> int:
+  args = build_parser().parse_args(argv)
   # Imported after parsing: `--help` does not import JAX.
   from kws_jax.streameval import detection as dm
   from kws_jax.streameval import false_accepts, keyword_stream, listen, negatives, scoring
