@@ -62,3 +62,17 @@ def pytest_pyfunc_call(pyfuncitem):
   if proc.returncode != 0:
     pytest.fail(f"failed in a fresh interpreter:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
   return True
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored():
+  """Undoes what a test (or code it calls in process) writes to os.environ.
+
+  A leaked XLA_FLAGS device count once made a later test's training subprocess run
+  data-parallel on 2 CPU devices, with other rounding than the in-process reference.
+  """
+  saved = dict(os.environ)
+  yield
+  if os.environ != saved:
+    os.environ.clear()
+    os.environ.update(saved)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -251,3 +252,11 @@ def test_table_cli_errors_are_clear(tmp_path):
     bench_main(["--models", "", "--workdir", str(tmp_path / "missing"), "--out", str(tmp_path)])
   with pytest.raises(KwsError, match="--rounds"):
     bench_main(["--models", "gru", "--rounds", "0", "--out", str(tmp_path)])
+
+
+def test_host_device_count_is_not_set_once_jax_has_started(monkeypatch):
+  from kws_jax.bench import __main__ as bench_cli
+  jax.devices()  # backends started: the flag could only leak into child processes
+  monkeypatch.delenv("XLA_FLAGS", raising=False)
+  bench_cli.use_host_devices(2)
+  assert "XLA_FLAGS" not in os.environ

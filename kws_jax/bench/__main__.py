@@ -27,10 +27,21 @@ from kws_jax.errors import KwsError
 DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 
 
+def _jax_started() -> bool:
+  if "jax" not in sys.modules:
+    return False
+  from jax._src import xla_bridge  # no public way to ask without starting the backends
+  return xla_bridge.backends_are_initialized()
+
+
 def use_host_devices(count: int | None) -> None:
-  """One XLA CPU device per core (or `count`), if JAX has not started and XLA_FLAGS is silent."""
+  """One XLA CPU device per core (or `count`), if JAX has not started and XLA_FLAGS is silent.
+
+  Once JAX's backends exist the flag cannot take effect here; setting it then would only
+  leak into child processes (which would train data-parallel, with other rounding).
+  """
   flags = os.environ.get("XLA_FLAGS", "")
-  if DEVICE_COUNT_FLAG in flags:
+  if DEVICE_COUNT_FLAG in flags or _jax_started():
     return
   count = count or os.cpu_count() or 1
   os.environ["XLA_FLAGS"] = f"{flags} {DEVICE_COUNT_FLAG}={count}".strip()

@@ -101,6 +101,9 @@ def setup(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> TrainingR
   mesh = parallel.training_mesh(int(train.get("num_devices", 0)))
   parallel.check_batch_size(int(train.batch_size), mesh, "train.batch_size")
   parallel.check_batch_size(int(train.eval_batch_size), mesh, "train.eval_batch_size")
+  if mesh.size > 1 and distributed.is_primary():
+    print(f"data-parallel over {mesh.size} {mesh.devices.flat[0].platform} devices "
+          "(--config.train.num_devices=1 for one)", file=sys.stderr)
   # Process 0 first: loading may build the shared tfds cache or the synthetic set.
   ds = distributed.primary_first("load_dataset", lambda: pipeline.load_dataset(config.data, seed))
   data_checks.drop_evaluation_speakers(ds)
@@ -348,6 +351,7 @@ def final_results(run: TrainingRun) -> dict:
       steps=progress["step"],
       epochs=progress["epoch"],
       steps_per_epoch=run.steps_per_epoch,
+      num_devices=int(run.mesh.size),
       num_params=int(models.count_params(t.variables["params"])),
       macs_per_second=int(models.macs_per_second(t.model, t.variables, hop_seconds)),
       model=t.config.model.name,
