@@ -20,7 +20,7 @@ from kws_jax.train import loop, optimizer
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.py"))
 REAL_DATA = ("ell_gru128", "ell_lstm", "tf_conv", "tf_low_latency_conv", "torchaudio_cnn",
-             "sc12_real")
+             "sc12_real", "sc12_embedding", "sc12_student")
 
 
 def small_config() -> ml_collections.ConfigDict:
@@ -60,12 +60,15 @@ def test_experiment_recipes_match_their_sources():
     c = load(name)
     assert c.train.optimizer == "adam" and c.train.schedule == "piecewise"
     assert tuple(c.train.piecewise_rates) == (1e-3, 1e-4)
-  # The strong real-speech recipe stays within the 100 k parameter budget.
-  real = load("sc12_real")
-  _, model, frames, features = builder.build(real, 12, 16000)
-  shapes = jax.eval_shape(lambda k: builder.init_variables(model, frames, features, k),
-                          jax.random.key(0))
-  assert models.count_params(shapes["params"]) <= 100_000
+  # The strong real-speech recipe and the distilled student fit the 100 k parameter budget.
+  for name in ("sc12_real", "sc12_student"):
+    _, model, frames, features = builder.build(load(name), 12, 16000)
+    shapes = jax.eval_shape(lambda k: builder.init_variables(model, frames, features, k),
+                            jax.random.key(0))
+    assert models.count_params(shapes["params"]) <= 100_000, name
+  student = load("sc12_student")
+  assert student.distill.teacher and 0 < student.distill.weight < 1
+  assert student.model.to_dict() == load("sc12_real").model.to_dict()
 
 
 @pytest.mark.parametrize("name", REAL_DATA)
