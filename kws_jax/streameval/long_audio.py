@@ -1,9 +1,10 @@
 """Hours of audio through the streaming step and the smoothing, chunk by chunk.
 
 `file_posteriors` reads the WAV in soundfile blocks and feeds the step the very pieces that the
-whole-file runner (`stream._Runner.posteriors`) feeds it — CHUNK_HOPS hops from each segment's
-start, the last one zero-padded, the state carried across pieces and cleared at each reset — so
-both give the same posteriors while only one block of audio is in memory.
+whole-file runner (`StreamRunner.posteriors`) feeds it (one code path, `posteriors_from`:
+CHUNK_HOPS hops from each segment's start, the last one zero-padded, the state carried across
+pieces and cleared at each reset), so both give the same posteriors while only one block of
+audio is in memory.
 `smoothed_detections` runs TF's smoothing over the posteriors in hop chunks with its state
 carried, for many thresholds at once, so its memory does not grow with the file either.
 """
@@ -15,8 +16,6 @@ from typing import Any, Sequence
 import numpy as np
 import soundfile as sf
 from tqdm import tqdm
-
-from kws_jax.streameval.runners import Posteriors
 
 
 class _BlockReader:
@@ -53,37 +52,13 @@ def seconds(wav: str) -> float:
 def file_posteriors(runner: Any, wav: str, reset_hops: Sequence[int] = (),
                     block_seconds: float = 30.0, progress: bool = False):
   """`runner.posteriors(read_audio(wav), reset_hops)`, reading `block_seconds` at a time."""
-  import time
-
-
-  hop = runner.hop_size
-  piece = runner.CHUNK_HOPS * hop
   with sf.SoundFile(wav) as f:
-    hops = f.frames // hop
-    bounds = sorted({0, hops, *[h for h in reset_hops if 0 < h < hops]})
+    hops = f.frames // runner.hop_size
     reader = _BlockReader(f, int(block_seconds * f.samplerate))
-    runner.warm_up()
-    start_time = time.perf_counter()
-    outputs: dict[str, list[np.ndarray]] = {}
-    bar = tqdm(total=round(hops * hop / f.samplerate), desc="streaming", unit="s",
-               disable=not progress)
-    for a, b in zip(bounds[:-1], bounds[1:]):
-      state, left = None, (b - a) * hop
-      while left > 0:
-        n = min(piece, left)
-        x = np.zeros(piece, np.float32)
-        x[:n] = reader.take(n)
-        state, out = runner.step.run(x, state)
-        for k, v in out.items():
-          outputs.setdefault(k, []).append(np.asarray(v)[:n // hop])
-        left -= n
-        bar.update(n / f.samplerate)
-    bar.close()
-    seconds = time.perf_counter() - start_time
-  vad = outputs.get("vad_active")
-  return Posteriors(np.concatenate(outputs["scores"]).reshape(hops, -1), runner.label_names,
-                    1000.0 * hop / runner.sample_rate, seconds,
-                    np.concatenate(vad).reshape(-1) if vad else None, runner.window_ms)
+    with tqdm(total=round(hops * runner.hop_size / f.samplerate), desc="streaming", unit="s",
+              disable=not progress) as bar:
+      return runner.posteriors_from(reader.take, hops, reset_hops,
+                                    on_piece=lambda n: bar.update(n / f.samplerate))
 
 
 def smoothed_detections(scores: np.ndarray, label_names: Sequence[str], hop_ms: float,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -39,19 +39,22 @@ class StreamRunner:
     self.sample_rate = sample_rate
     self.window_ms = window_ms
 
-  def _run_segment(self, audio: np.ndarray) -> dict[str, np.ndarray]:
-    """Outputs of `audio` from the initial state, in CHUNK_HOPS pieces (the last zero-padded)."""
-    return protocol.run_padded(self.step, audio, self.CHUNK_HOPS, self.hop_size)
-
   def posteriors(self, audio: np.ndarray, reset_hops: Sequence[int] = ()) -> Posteriors:
     hops = audio.shape[0] // self.hop_size
-    audio = audio[:hops * self.hop_size]
+    return self.posteriors_from(protocol.sample_reader(audio), hops, reset_hops)
+
+  def posteriors_from(self, take: Callable[[int], np.ndarray], hops: int,
+                      reset_hops: Sequence[int] = (),
+                      on_piece: Callable[[int], None] | None = None) -> Posteriors:
+    """Posteriors of `hops` hops of samples from `take(n)` (an array's or a sound file's
+    reader), the state cleared at each of `reset_hops`, in CHUNK_HOPS pieces."""
     bounds = sorted({0, hops, *[h for h in reset_hops if 0 < h < hops]})
     self.warm_up()
     start_time = time.perf_counter()
     scores, vad = [], []
     for a, b in zip(bounds[:-1], bounds[1:]):
-      outputs = self._run_segment(audio[a * self.hop_size:b * self.hop_size])
+      outputs = protocol.run_pieces(self.step, take, (b - a) * self.hop_size, self.CHUNK_HOPS,
+                                    self.hop_size, on_piece)
       scores.append(np.asarray(outputs["scores"]))
       if "vad_active" in outputs:
         vad.append(np.asarray(outputs["vad_active"]))
