@@ -7,8 +7,9 @@ only slices batches and checks the losses between chunks.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +23,65 @@ from kws_jax.ops import augment as augment_ops
 from kws_jax.ops import frontend
 from kws_jax.train import parallel
 from kws_jax.train.distill import distillation_loss
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSpec:
+  """What the loss needs besides the arrays (static under jit)."""
+  model: Any
+  num_classes: int
+  label_smoothing: float = 0.0
+  distill_weight: float = 0.0      # share of the teacher's soft-target term
+  temperature: float = 1.0
+
+
+def loss_and_logits(spec: LossSpec, params, model_state, features, labels, key, teacher_logits):
+  """(loss to differentiate, (logits, model-state updates, loss to report)) of one batch."""
+  variables = {"params": params, **model_state}
+  if model_state:
+    logits, updates = spec.model.apply(variables, features, train=True, rngs={"dropout": key},
+                                       mutable=list(model_state))
+  else:
+    logits, updates = spec.model.apply(variables, features, train=True,
+                                       rngs={"dropout": key}), {}
+  targets = jax.nn.one_hot(labels, spec.num_classes)
+  if spec.label_smoothing > 0:
+    targets = optax.smooth_labels(targets, spec.label_smoothing)
+  logits = logits.astype(jnp.float32)
+  weight, temperature = spec.distill_weight, spec.temperature
+  if logits.ndim == 3:
+    # An ensemble's members (B, M, C): each member's own loss, summed over members so each
+    # gets the gradient it would get alone (reported: their mean); the prediction is the
+    # averaged posterior, as at inference.
+    member_losses = distillation_loss(
+        logits, targets[:, None, :], None if teacher_logits is None else teacher_logits[:, None],
+        weight, temperature).mean(0)
+    loss, reported = member_losses.sum(), member_losses.mean()
+    logits = models_common.average_members(logits)
+  else:
+    loss = reported = distillation_loss(logits, targets, teacher_logits, weight,
+                                        temperature).mean()
+  return loss, (logits, dict(updates), reported)
+
+
+def spec_augment_batch(key: jax.Array, features: jax.Array,
+                       spec: ml_collections.ConfigDict) -> jax.Array:
+  """SpecAugment masks of `spec` (train.spec_augment), drawn per example."""
+  keys = jax.random.split(key, features.shape[0])
+  return jax.vmap(lambda k, f: augment_ops.spec_augment(
+      k, f, time_masks=int(spec.time_masks), time_mask_max=int(spec.time_mask_max),
+      freq_masks=int(spec.freq_masks), freq_mask_max=int(spec.freq_mask_max)))(keys, features)
+
+
+def _jit_for(mesh: Mesh | None) -> Callable:
+  """jax.jit, or with the data-parallel shardings of train_chunk's arguments over `mesh`."""
+  if mesh is None:
+    return jax.jit
+  replicated = NamedSharding(mesh, P())
+  by_example = NamedSharding(mesh, P(None, parallel.BATCH_AXIS))
+  return functools.partial(
+      jax.jit, in_shardings=(replicated, by_example, by_example, replicated, replicated,
+                             replicated), out_shardings=(replicated, replicated))
 
 
 def make_train_chunk(model, frontend_params, augment: Callable, tx: optax.GradientTransformation,
@@ -46,43 +106,14 @@ def make_train_chunk(model, frontend_params, augment: Callable, tx: optax.Gradie
   augmentation, SpecAugment masks and dropout come from keys split per global example
   index, so the numbers do not depend on the number of devices or processes (up to
   float summation order in the cross-device reductions).
-
-  (Longer than most functions here: the loss, one step and the chunk are closures over
-  the same static model and config, which is what jit traces; split apart they would
-  pass a dozen static arguments around.)
   """
   base_key = jax.random.fold_in(jax.random.key(seed), 1)
   spec = train.spec_augment
   use_spec = (spec.time_masks > 0 and spec.time_mask_max > 0) or (
       spec.freq_masks > 0 and spec.freq_mask_max > 0)
-  smoothing = float(train.label_smoothing)
-  weight = float(distill.weight) if teacher is not None else 0.0
-  temperature = float(distill.temperature) if teacher is not None else 1.0
-
-  def loss_and_logits(params, model_state, features, labels, key, teacher_logits):
-    variables = {"params": params, **model_state}
-    if model_state:
-      logits, updates = model.apply(variables, features, train=True, rngs={"dropout": key},
-                                    mutable=list(model_state))
-    else:
-      logits, updates = model.apply(variables, features, train=True, rngs={"dropout": key}), {}
-    targets = jax.nn.one_hot(labels, num_classes)
-    if smoothing > 0:
-      targets = optax.smooth_labels(targets, smoothing)
-    logits = logits.astype(jnp.float32)
-    if logits.ndim == 3:
-      # An ensemble's members (B, M, C): each member's own loss, summed over members so each
-      # gets the gradient it would get alone (reported: their mean); the prediction is the
-      # averaged posterior, as at inference.
-      member_losses = distillation_loss(
-          logits, targets[:, None, :], None if teacher_logits is None else teacher_logits[:, None],
-          weight, temperature).mean(0)
-      loss, reported = member_losses.sum(), member_losses.mean()
-      logits = models_common.average_members(logits)
-    else:
-      loss = reported = distillation_loss(logits, targets, teacher_logits, weight,
-                                          temperature).mean()
-    return loss, (logits, dict(updates), reported)
+  loss_spec = LossSpec(model, num_classes, float(train.label_smoothing),
+                       float(distill.weight) if teacher is not None else 0.0,
+                       float(distill.temperature) if teacher is not None else 1.0)
 
   def one_step(carry, inputs, nan_step):
     audio, labels, step, valid = inputs
@@ -95,12 +126,10 @@ def make_train_chunk(model, frontend_params, augment: Callable, tx: optax.Gradie
       teacher_logits = teacher(clean) if teacher is not None else None
       features = frontend.featurize(frontend_params, clean)
       if use_spec:
-        keys = jax.random.split(k_spec, features.shape[0])
-        features = jax.vmap(lambda k, f: augment_ops.spec_augment(
-            k, f, time_masks=int(spec.time_masks), time_mask_max=int(spec.time_mask_max),
-            freq_masks=int(spec.freq_masks), freq_mask_max=int(spec.freq_mask_max)))(keys, features)
-      (_, (logits, updates, loss)), grads = jax.value_and_grad(loss_and_logits, has_aux=True)(
-          params, model_state, features, labels, k_dropout, teacher_logits)
+        features = spec_augment_batch(k_spec, features, spec)
+      (_, (logits, updates, loss)), grads = jax.value_and_grad(
+          functools.partial(loss_and_logits, loss_spec), has_aux=True)(
+              params, model_state, features, labels, k_dropout, teacher_logits)
       poison = jnp.where(step == nan_step, jnp.float32(jnp.nan), jnp.float32(1.0))
       loss = loss * poison
       grads = jax.tree.map(lambda g: g * poison, grads)
@@ -118,13 +147,7 @@ def make_train_chunk(model, frontend_params, augment: Callable, tx: optax.Gradie
     new_carry = jax.tree.map(lambda new, old: jnp.where(valid, new, old), new_carry, carry)
     return new_carry, (jnp.where(valid, loss, 0.0), jnp.where(valid, correct, 0))
 
-  if mesh is None:
-    jit = jax.jit
-  else:
-    replicated, by_example = NamedSharding(mesh, P()), NamedSharding(mesh, P(None, parallel.BATCH_AXIS))
-    jit = functools.partial(
-        jax.jit, in_shardings=(replicated, by_example, by_example, replicated, replicated,
-                               replicated), out_shardings=(replicated, replicated))
+  jit = _jit_for(mesh)
 
   @jit
   def train_chunk(carry, audio, labels, steps, valid, nan_step):
