@@ -21,7 +21,7 @@ Rules (documented choices):
   counts them and names the first few, or `on_bad_file="error"` stops with a
   DataError naming the file.
 
-The examples are written once by a tfds `GeneratorBasedBuilder` in the
+The examples are written once by a tfds `GeneratorBasedBuilder` (`folder_builder`) in the
 `array_record` format into a cache folder keyed by the folder's file list
 (paths, sizes, mtimes), the options and the builder version, and read back with
 `builder.as_data_source()`: neither step imports TensorFlow.
@@ -29,32 +29,28 @@ The examples are written once by a tfds `GeneratorBasedBuilder` in the
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import hashlib
-import io
 import json
 import os
 import re
 import sys
 import warnings
-from typing import Iterator, Literal, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
-import soundfile as sf
 
 from kws_jax import audio as audio_io
+from kws_jax.data import folder_builder
+from kws_jax.data.folder_builder import BUILDER_VERSION, SPLITS
 from kws_jax.errors import AudioError, DataError
 
 SILENCE_LABEL = "_silence_"
 UNKNOWN_LABEL = "_unknown_"
 BACKGROUND_NOISE_DIR = "_background_noise_"
-SPLITS = ("train", "validation", "test")
 # TF speech_commands: a constant larger than any class size, so the hash gives a
 # stable percentage that does not change when files are added.
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1
-BUILDER_VERSION = "1.0.0"
 _NOHASH = re.compile(r"^(?P<prefix>.*?)_nohash_.*$")
 
 
@@ -211,13 +207,13 @@ def load_folder(folder: str, label_names: Sequence[str], options: FolderOptions 
   data_dir = os.path.join(os.path.expanduser(cache_dir), "folders", key)
   os.makedirs(data_dir, exist_ok=True)
   report_path = os.path.join(data_dir, "report.json")
-  builder = _make_builder(data_dir, folder, entries, list(label_names), options)
-  with _file_lock(os.path.join(data_dir, ".lock")):
+  builder = folder_builder.make_builder(data_dir, folder, entries, list(label_names), options)
+  with folder_builder.file_lock(os.path.join(data_dir, ".lock")):
     if not os.path.exists(report_path):
       print(f"indexing {len(entries):,} clips of {folder} (once; cached in {data_dir})",
             file=sys.stderr, flush=True)
       try:
-        _prepare(builder)
+        folder_builder.prepare(builder)
       except AssertionError as e:
         if "No examples were yielded" not in str(e):
           raise
@@ -225,9 +221,10 @@ def load_folder(folder: str, label_names: Sequence[str], options: FolderOptions 
         # files, so that split is simply absent (tfds refuses empty splits).
         bad = {os.path.relpath(path, folder).replace(os.sep, "/") for path, _ in builder.skipped}
         skipped, converted = builder.skipped, builder.converted
-        builder = _make_builder(data_dir, folder, [e for e in entries if e.relpath not in bad],
-                                list(label_names), options)
-        _prepare(builder)
+        builder = folder_builder.make_builder(
+            data_dir, folder, [e for e in entries if e.relpath not in bad], list(label_names),
+            options)
+        folder_builder.prepare(builder)
         builder.skipped, builder.converted = skipped, converted
       with open(report_path, "w") as f:
         json.dump({"folder": folder, "skipped": builder.skipped, "converted": builder.converted}, f)
@@ -235,10 +232,15 @@ def load_folder(folder: str, label_names: Sequence[str], options: FolderOptions 
     report = json.load(f)
   skipped = [tuple(s) for s in report["skipped"]]
   _warn_conversions(folder, skipped, report["converted"])
-  splits = {split: _read_split(builder, split, options.clip_samples) for split in SPLITS}
+  splits = {split: _split_arrays(folder_builder.read_split(builder, split), options.clip_samples)
+            for split in SPLITS}
   background = read_background_folder(os.path.join(folder, BACKGROUND_NOISE_DIR),
                                       options.sample_rate) if read_background else []
   return FolderData(list(label_names), splits, background, skipped, report["converted"])
+
+
+def _split_arrays(columns: dict[str, np.ndarray] | None, clip_samples: int) -> SplitArrays:
+  return SplitArrays.empty(clip_samples) if columns is None else SplitArrays(**columns)
 
 
 def read_background_folder(path: str, sample_rate: int = 16000) -> list[np.ndarray]:
@@ -254,117 +256,6 @@ def read_background_folder(path: str, sample_rate: int = 16000) -> list[np.ndarr
       except AudioError as e:
         warnings.warn(f"background noise file left out: {e}", stacklevel=2)
   return noises
-
-
-# ----------------------------------------------------------------------------- tfds builder
-
-
-def _prepare(builder) -> None:
-  """Writes the array_record files; tfds' own "Downloading and preparing dataset" line and
-  progress bars (about a download that never happens, naming its internal folders) are
-  swallowed: load_folder prints its own line."""
-  import tensorflow_datasets as tfds
-  quiet = io.StringIO()
-  with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
-
-
-def _make_builder(data_dir, folder, entries, label_names, options):
-  return _builder_class()(data_dir=data_dir, file_format="array_record", folder=folder,
-                          entries=entries, label_names=label_names, options=options)
-
-
-@functools.cache
-def _builder_class():
-  """The tfds builder class, defined on first use so importing this module stays light."""
-  import tensorflow_datasets as tfds
-
-  class SpeechCommandsFolder(tfds.core.GeneratorBasedBuilder):
-    """One Speech Commands-layout folder; examples keyed by their relative path."""
-    VERSION = tfds.core.Version(BUILDER_VERSION)
-    RELEASE_NOTES = {BUILDER_VERSION: "Clips as raw int16 bytes, label, word, speaker, path."}
-    # Nothing is downloaded, so no checksums file; tfds would otherwise locate one
-    # through `importlib_resources`, a package it does not install.
-    code_path = None
-
-    def __init__(self, *, folder: str, entries: list[Entry], label_names: list[str],
-                 options: FolderOptions, **kwargs):
-      self.folder, self.entries, self.label_names, self.options = (
-          folder, entries, label_names, options)
-      self.skipped: list[tuple[str, str]] = []
-      self.converted = {"resampled": 0, "mixed_down": 0}
-      super().__init__(**kwargs)
-
-    def _info(self):
-      return tfds.core.DatasetInfo(
-          builder=self,
-          description=f"Speech Commands-layout folder {self.folder}",
-          features=tfds.features.FeaturesDict({
-              # Raw bytes: tf.Example int64 lists make writing ~20x slower.
-              "audio": tfds.features.Tensor(shape=(self.options.clip_samples,), dtype=np.int16,
-                                            encoding="bytes"),
-              "label": tfds.features.ClassLabel(names=self.label_names),
-              "word": tfds.features.Text(),
-              "speaker": tfds.features.Text(),
-              "path": tfds.features.Text(),
-          }),
-          supervised_keys=("audio", "label"),
-      )
-
-    def _split_generators(self, dl_manager):
-      # tfds refuses empty splits: a split without files is left out (read back as empty).
-      return {split: self._generate_examples([e for e in self.entries if e.split == split])
-              for split in SPLITS if any(e.split == split for e in self.entries)}
-
-    def _generate_examples(self, split_entries):
-      for entry in split_entries:
-        clip = _read_clip(os.path.join(self.folder, entry.relpath), self.options, self.skipped,
-                          self.converted)
-        if clip is None:
-          continue
-        yield entry.relpath, {"audio": clip, "label": entry.label, "word": entry.word,
-                              "speaker": entry.speaker, "path": entry.relpath}
-
-  return SpeechCommandsFolder
-
-
-def _read_clip(path: str, options: FolderOptions, skipped: list,
-               converted: dict) -> np.ndarray | None:
-  try:
-    samples = audio_io.read_audio(path, options.sample_rate, resample=options.resample,
-                                  stereo=options.stereo)
-  except AudioError as e:
-    if options.on_bad_file == "error":
-      raise DataError(f"{e} (on_bad_file='skip' leaves such files out)") from None
-    skipped.append((path, str(e)))
-    return None
-  info = sf.info(path)
-  converted["resampled"] += int(info.samplerate != options.sample_rate)
-  converted["mixed_down"] += int(info.channels > 1)
-  return audio_io.to_int16(audio_io.fit_length(samples, options.clip_samples))
-
-
-def _read_split(builder, split: str, clip_samples: int) -> SplitArrays:
-  if split not in builder.info.splits:
-    return SplitArrays.empty(clip_samples)
-  source = builder.as_data_source(split=split)
-  if len(source) == 0:
-    return SplitArrays.empty(clip_samples)
-  examples = source.__getitems__(list(range(len(source))))
-  # array_record order is a hash of the keys; sort by path for a readable, stable order.
-  examples.sort(key=lambda ex: ex["path"])
-  return SplitArrays(
-      audio=np.stack([ex["audio"] for ex in examples]).astype(np.int16),
-      labels=np.asarray([ex["label"] for ex in examples], np.int32),
-      speakers=np.asarray([_text(ex["speaker"]) for ex in examples]),
-      words=np.asarray([_text(ex["word"]) for ex in examples]),
-      paths=np.asarray([_text(ex["path"]) for ex in examples]),
-  )
-
-
-def _text(value) -> str:
-  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -430,15 +321,3 @@ def _warn_conversions(folder: str, skipped: list, converted: dict) -> None:
   if converted.get("mixed_down"):
     warnings.warn(f"{folder}: mixed {converted['mixed_down']} multi-channel file(s) down to "
                   "mono", stacklevel=3)
-
-
-@contextlib.contextmanager
-def _file_lock(path: str) -> Iterator[None]:
-  """Serialises preparing one cache folder between processes (e.g. pytest -n 2)."""
-  with open(path, "w") as handle:
-    try:
-      import fcntl
-      fcntl.flock(handle, fcntl.LOCK_EX)
-    except ImportError:  # Windows: no lock; concurrent first builds are unlikely.
-      pass
-    yield
