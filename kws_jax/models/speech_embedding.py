@@ -70,18 +70,18 @@ def _pretrained(array: np.ndarray):
 
 
 class _MatmulConv(nn.Module):
-  """A 'valid' convolution after explicit padding, as shifted slices and one matmul.
+  """A convolution (padded by `pads`, then 'valid') as shifted slices and one matmul.
 
   Same parameters (`kernel` (kh, kw, in, out), `bias`) as nn.Conv. Why by hand: IREE's
   llvm-cpu code for these small-channel convolutions ran the 76-frame window in 25.6 ms
   per embedding (one thread), onnxruntime in 1.7 ms; as matmuls IREE takes 1.9 ms
-  (data tiling) and XLA's CPU training step is ~10 % faster too (BENCHMARKS.md section 10).
+  (data tiling) and XLA's CPU forward pass is ~10 % faster too (BENCHMARKS.md section 10).
   """
 
   features: int
   kernel_size: tuple[int, int]
   pads: tuple[int, int, int, int]   # ONNX order: top, left, bottom, right
-  kernel_init: object = nn.initializers.lecun_normal()
+  kernel_init: object
   bias_init: object = None          # None: no bias
 
   @nn.compact
