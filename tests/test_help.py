@@ -59,7 +59,7 @@ def test_config_help_lists_the_experiments_keys_with_overrides(repo_root, capsys
   experiment = str(repo_root / "experiments" / "quickstart.py")
   assert cli.main([experiment, "--config-help", "--config.train.epochs=3"]) == 0
   lines = capsys.readouterr().out.splitlines()
-  assert "--config.train.epochs=3" in lines and "--config.model.name=dscnn" in lines
+  assert "--config.train.epochs=3" in lines and "--config.model.name=speech_embedding" in lines
   assert "--config.data.source=synthetic" in lines
 
 

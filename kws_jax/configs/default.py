@@ -32,9 +32,12 @@ def data_config() -> ml_collections.ConfigDict:
       "test_dir": "",  # a folder used whole as the test split (e.g. sc_v2_test12_dev)
       "background_dir": "",  # noise recordings; "" = <data folder>/_background_noise_
       "cache_dir": "",  # prepared tfds folders; "" = $KWS_JAX_CACHE or ~/.cache/kws_jax
-      "synthetic_dir": "",  # "" = <cache_dir>/synthetic-<generator version>
+      "synthetic_dir": "",  # "" = <cache_dir>/synthetic-<generator version>-<engines>
+      # kws_jax.data.synth.SynthParams: engines espeak (first: its held-out accents are the
+      # validation/test voices), flite (Debian) and piper add speakers_per_engine training
+      # speakers each.
       "synthetic": {"speakers_per_accent": 24, "unknown_words_per_speaker": 5, "seed": 0,
-                    "workers": 2},
+                    "workers": 2, "engines": ("espeak",), "speakers_per_engine": 144},
       # source="folder"/"speech_commands": fraction (0-1) of the synthetic set's clips (all its
       # speakers, generated on first use like source="synthetic") merged into TRAINING.
       "synthetic_mix": 0.0,

@@ -314,8 +314,12 @@ def _main_folder(cfg) -> str:
 def _synthetic_folder(cfg) -> str:
   """The synthetic set's folder, generated on first use (source="synthetic" or synthetic_mix)."""
   from kws_jax.data import synth
-  directory = cfg.synthetic_dir or os.path.join(cache_dir(cfg), f"synthetic-{synth.VERSION}")
-  params = synth.SynthParams(**cfg.synthetic.to_dict())
+  options = cfg.synthetic.to_dict()
+  options["engines"] = tuple(_as_list(options.get("engines", ("espeak",))))
+  params = synth.SynthParams(**options)
+  # One cache folder per engine list, so recipes with other engines do not evict each other.
+  directory = cfg.synthetic_dir or os.path.join(
+      cache_dir(cfg), f"synthetic-{synth.VERSION}-{'+'.join(params.engines)}")
   return synth.ensure_generated(os.path.expanduser(directory), params)
 
 

@@ -2,29 +2,32 @@
 
 Writes a Speech Commands-layout folder (one sub-folder per word,
 `<speaker>_nohash_<n>.wav` clips, `validation_list.txt`, `testing_list.txt`,
-`_background_noise_/`) from espeak-ng text-to-speech, which the optional
-`espeakng-loader` wheel ships (`pip install kws_jax[synth]`; espeak-ng is GPL-3
-and only loaded at run time).
+`_background_noise_/`) from offline text-to-speech (`kws_jax.data.tts`): espeak-ng
+always, and Debian's flite and the neural Piper voice where `engines` names them.
 
-Each synthetic speaker is an espeak accent + voice variant + base pitch, pitch
-range and speaking rate; every utterance jitters pitch and rate and then gets a
-random level, an optional microphone band-pass, optional room reverb
-(exponentially decaying noise impulse response) and optional added noise
-(white/pink/brown noise or mains hum). Validation and test speakers use accents
-that no training speaker has, so their voices are unseen in training.
+Each espeak speaker is an accent + voice variant + base pitch, pitch range and
+speaking rate; each flite speaker a voice + duration stretch + mean pitch; each
+Piper speaker a length scale and two noise scales; flite and Piper speakers are
+also played 0.85-1.2x as fast (resampled: another vocal-tract length and pitch).
+Every utterance jitters its speaker's settings and then gets a random level, an
+optional microphone band-pass, optional room reverb (exponentially decaying noise
+impulse response) and optional added noise (white/pink/brown noise or mains hum).
+Validation and test speakers are espeak voices in accents that no training speaker
+has, so their voices are unseen in training; flite and Piper speakers all train.
 
-Generation is reproducible for a given seed and number of worker processes:
-every clip's parameters are drawn in the main process in a fixed order, and
-each fresh worker process (espeak-ng has global state: no threads) renders a
-fixed share of them in a fixed order (espeak-ng's output depends on what the
-same process synthesised before, whatever its random seed).
+Generation is reproducible for a given seed and number of worker processes
+(except Piper's clips: see `kws_jax.data.tts`): every clip's parameters are drawn
+in the main process in a fixed order, and each engine's clips are rendered by fresh
+worker processes (espeak-ng has global state: no threads), each a fixed share in a
+fixed order (espeak-ng's output depends on what the same process synthesised
+before, whatever its random seed).
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import dataclasses
+import fractions
 import json
 import multiprocessing
 import os
@@ -37,9 +40,10 @@ import numpy as np
 
 from kws_jax import audio as audio_io
 from kws_jax.configs.default import KEYWORDS
-from kws_jax.errors import DataError, KwsError, add_verbose_flag, run_cli
+from kws_jax.data import tts
+from kws_jax.errors import DataError, add_verbose_flag, run_cli
 
-VERSION = "1"  # Bump when the generated audio changes: cached sets are then regenerated.
+VERSION = "2"  # Bump when the generated audio changes: cached sets are then regenerated.
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = 16000
 # Speech Commands' other words, spoken to train `_unknown_`.
@@ -57,7 +61,6 @@ VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f
 NOISE_KINDS = ("white", "pink", "brown", "hum")
 BACKGROUND_SECONDS = 60
 INFO_FILE = "synth_info.json"
-_ESPEAK_RATE = 22050
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,10 +72,13 @@ class SynthParams:
   workers: int = 2  # processes (part of the identity: see _render_in_processes)
   keywords: tuple[str, ...] = KEYWORDS
   unknown_words: tuple[str, ...] = UNKNOWN_WORDS
+  engines: tuple[str, ...] = ("espeak",)  # espeak first; "flite", "piper" add training speakers
+  speakers_per_engine: int = 144  # training speakers of each engine other than espeak
 
   def identity(self) -> dict:
     d = dataclasses.asdict(self)
-    d["keywords"], d["unknown_words"] = list(self.keywords), list(self.unknown_words)
+    for key in ("keywords", "unknown_words", "engines"):
+      d[key] = list(d[key])
     return {"version": VERSION, **d}
 
 
@@ -80,17 +86,23 @@ class SynthParams:
 class Utterance:
   word: str
   relpath: str
-  voice: str  # espeak voice name, accent+variant
-  pitch: int
-  pitch_range: int
-  rate: int
-  seed: int  # espeak-ng random seed and post-processing seed
+  voice: str  # espeak accent+variant, flite voice or "joe" (Piper)
+  seed: int  # the engine's random seed and the post-processing seed
+  engine: str = "espeak"
+  settings: tuple[tuple[str, float], ...] = ()  # keyword arguments of the engine's `say`
+  speed: float = 1.0  # played this much faster (resampled)
 
 
 def plan(params: SynthParams) -> tuple[list[Utterance], dict[str, str]]:
   """Every clip to render, in a fixed order, and each speaker's split."""
   if params.speakers_per_accent < 1:
     raise DataError("speakers_per_accent must be at least 1")
+  engines = tuple(params.engines)
+  for engine in engines:
+    tts.check_known(engine)
+  if not engines or engines[0] != "espeak" or len(set(engines)) != len(engines):
+    raise DataError(f"data.synthetic.engines={','.join(engines)}: list 'espeak' first (its "
+                    "held-out accents are the validation and test voices), each engine once")
   rng = np.random.default_rng([params.seed, 1])
   utterances: list[Utterance] = []
   speaker_split: dict[str, str] = {}
@@ -108,24 +120,56 @@ def plan(params: SynthParams) -> tuple[list[Utterance], dict[str, str]]:
       others = rng.choice(len(params.unknown_words), num_unknown, replace=False)
       words = list(params.keywords) + [params.unknown_words[i] for i in sorted(others)]
       for word in words:
+        settings = (("pitch", int(np.clip(pitch + rng.integers(-6, 7), 0, 99))),
+                    ("pitch_range", pitch_range), ("rate", int(rate + rng.integers(-15, 16))))
         utterances.append(Utterance(
             word=word, relpath=f"{word}/{speaker}_nohash_0.wav", voice=f"{accent}+{variant}",
-            pitch=int(np.clip(pitch + rng.integers(-6, 7), 0, 99)), pitch_range=pitch_range,
-            rate=int(rate + rng.integers(-15, 16)), seed=int(rng.integers(1, 2**31 - 1))))
+            settings=settings, seed=int(rng.integers(1, 2**31 - 1))))
+  for engine in engines[1:]:
+    utterances += _plan_training_speakers(engine, params, speaker_split)
   return utterances, speaker_split
+
+
+def _plan_training_speakers(engine: str, params: SynthParams,
+                            speaker_split: dict[str, str]) -> list[Utterance]:
+  """`speakers_per_engine` flite or Piper training speakers, each saying every keyword."""
+  rng = np.random.default_rng([params.seed, 3, tts.ENGINES.index(engine)])
+  utterances = []
+  for k in range(params.speakers_per_engine):
+    voice = tts.FLITE_VOICES[k % len(tts.FLITE_VOICES)] if engine == "flite" else "joe"
+    speaker = f"{engine}-{voice}-{k:03d}"
+    speaker_split[speaker] = "train"
+    speed = round(float(rng.uniform(0.85, 1.2)), 3)
+    if engine == "flite":
+      base = dict(duration_stretch=rng.uniform(0.8, 1.6), f0_mean=rng.uniform(80, 220))
+    else:
+      base = dict(length_scale=rng.uniform(0.8, 1.5), noise_scale=rng.uniform(0.3, 1.0),
+                  noise_w_scale=rng.uniform(0.4, 1.2))
+    num_unknown = min(params.unknown_words_per_speaker, len(params.unknown_words))
+    others = rng.choice(len(params.unknown_words), num_unknown, replace=False)
+    for word in list(params.keywords) + [params.unknown_words[i] for i in sorted(others)]:
+      settings = tuple((key, round(float(value * rng.uniform(0.92, 1.08)), 3))
+                       for key, value in base.items())  # each utterance a little different
+      utterances.append(Utterance(
+          word=word, relpath=f"{word}/{speaker}_nohash_0.wav", voice=voice, engine=engine,
+          settings=settings, speed=speed, seed=int(rng.integers(1, 2**31 - 1))))
+  return utterances
 
 
 def generate(out_dir: str, params: SynthParams = SynthParams(), *, progress: bool = True) -> dict:
   """Writes the synthetic set into `out_dir` (replaced if it exists); returns its summary."""
-  _load_espeak_library()  # Fail early with the install hint.
   utterances, speaker_split = plan(params)
+  for engine in params.engines:
+    tts.check_available(engine)  # Fail early with the install hint.
   tmp_dir = out_dir.rstrip(os.sep) + ".partial"
   shutil.rmtree(tmp_dir, ignore_errors=True)
   for word in sorted({u.word for u in utterances}):
     os.makedirs(os.path.join(tmp_dir, word), exist_ok=True)
   start = time.perf_counter()
-  workers = max(1, min(int(params.workers), len(utterances)))
-  _render_in_processes(utterances, tmp_dir, workers, progress)
+  for engine in params.engines:  # Fresh processes per engine: espeak's order stays fixed.
+    share = [u for u in utterances if u.engine == engine]
+    workers = max(1, min(int(params.workers), len(share)))
+    _render_in_processes(engine, share, tmp_dir, workers, progress)
   _write_background(os.path.join(tmp_dir, "_background_noise_"), params.seed)
   seconds = time.perf_counter() - start
   for split, name in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
@@ -137,7 +181,8 @@ def generate(out_dir: str, params: SynthParams = SynthParams(), *, progress: boo
       **params.identity(), "clips": len(utterances), "seconds": round(seconds, 2),
       "clips_per_second": round(len(utterances) / seconds, 1),
       "speakers": len(speaker_split),
-      "voices": len({(u.voice) for u in utterances}),
+      "voices": len({(u.engine, u.voice) for u in utterances}),
+      "clips_per_engine": {e: sum(u.engine == e for u in utterances) for e in params.engines},
       "speakers_per_split": {s: sum(v == s for v in speaker_split.values())
                              for s in ("train", "validation", "test")},
       "accents": {"train": list(TRAIN_ACCENTS), "validation": list(VALIDATION_ACCENTS),
@@ -166,67 +211,15 @@ def ensure_generated(out_dir: str, params: SynthParams = SynthParams()) -> str:
   os.makedirs(os.path.dirname(os.path.abspath(out_dir)), exist_ok=True)
   summary = generate(out_dir, params)
   print(f"synthetic keyword set: {summary['clips']} clips from {summary['speakers']} speakers "
-        f"({summary['voices']} accent/variant voices) in {summary['seconds']:.1f} s "
+        f"({summary['voices']} voices) in {summary['seconds']:.1f} s "
         f"({summary['clips_per_second']:.0f} clips/s) -> {out_dir}", file=sys.stderr)
   return out_dir
 
 
-# ----------------------------------------------------------------------------- espeak-ng
+# ----------------------------------------------------------------------------- rendering
 
 
-class _Espeak:
-  """The espeak-ng shared library driven through ctypes (one per process: global state)."""
-
-  def __init__(self):
-    import espeakng_loader
-    self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
-    self.lib.espeak_Initialize.restype = ctypes.c_int
-    rate = self.lib.espeak_Initialize(2, 0, espeakng_loader.get_data_path().encode(), 0)
-    if rate != _ESPEAK_RATE:
-      raise DataError(f"espeak-ng initialised at {rate} Hz, expected {_ESPEAK_RATE}")
-    self.chunks: list[np.ndarray] = []
-    callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
-                                     ctypes.c_void_p)
-
-    def on_audio(wav, num_samples, events):
-      if num_samples > 0 and wav:
-        self.chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
-      return 0
-
-    self._callback = callback_type(on_audio)  # Keep a reference: C holds only a pointer.
-    self.lib.espeak_SetSynthCallback(self._callback)
-    self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-    self.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
-    self.lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-                                      ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p,
-                                      ctypes.c_void_p]
-
-  def say(self, text: str, voice: str, *, rate: int, pitch: int, pitch_range: int,
-          seed: int) -> np.ndarray:
-    """float32 audio at 22050 Hz."""
-    if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-      raise DataError(f"espeak-ng has no voice {voice!r}")
-    for parameter, value in ((1, rate), (2, 65), (3, pitch), (4, pitch_range)):
-      self.lib.espeak_SetParameter(parameter, value, 0)  # RATE, VOLUME, PITCH, RANGE
-    self.lib.espeak_ng_SetRandSeed(seed)
-    self.chunks = []
-    data = text.encode() + b"\0"
-    self.lib.espeak_Synth(data, len(data), 0, 0, 0, 1, None, None)  # espeakCHARS_UTF8
-    self.lib.espeak_Synchronize()
-    if not self.chunks:
-      return np.zeros(0, np.float32)
-    return audio_io.from_int16(np.concatenate(self.chunks))
-
-
-def _load_espeak_library() -> None:
-  try:
-    import espeakng_loader  # noqa: F401
-  except ImportError:
-    raise KwsError("the synthetic keyword set needs espeak-ng from PyPI: "
-                   "pip install 'kws_jax[synth]'") from None
-
-
-def _render_in_processes(utterances: list[Utterance], out_dir: str, workers: int,
+def _render_in_processes(engine: str, utterances: list[Utterance], out_dir: str, workers: int,
                          progress: bool) -> None:
   """Worker w renders utterances w, w + workers, ... in order, each in a fresh process.
 
@@ -238,12 +231,13 @@ def _render_in_processes(utterances: list[Utterance], out_dir: str, workers: int
   from tqdm import tqdm
   ctx = multiprocessing.get_context("spawn")  # espeak-ng (global state) and JAX dislike fork.
   queue = ctx.Queue()
-  processes = [ctx.Process(target=_render_worker, args=(utterances[w::workers], out_dir, queue),
-                           daemon=True) for w in range(workers)]
+  processes = [ctx.Process(target=_render_worker,
+                           args=(engine, utterances[w::workers], out_dir, queue), daemon=True)
+               for w in range(workers)]
   for process in processes:
     process.start()
   done = 0
-  with tqdm(total=len(utterances), desc="synthesising keyword clips", unit="clip",
+  with tqdm(total=len(utterances), desc=f"synthesising keyword clips ({engine})", unit="clip",
             disable=not progress) as bar:
     while done < len(utterances):
       try:
@@ -265,9 +259,9 @@ def _render_in_processes(utterances: list[Utterance], out_dir: str, workers: int
                     f"{[p.exitcode for p in processes]}); try data.synthetic.workers=1")
 
 
-def _render_worker(utterances: list[Utterance], out_dir: str, queue) -> None:
+def _render_worker(engine_name: str, utterances: list[Utterance], out_dir: str, queue) -> None:
   try:
-    engine = _Espeak()
+    engine = tts.make(engine_name)
     for u in utterances:
       audio_io.write_wav(os.path.join(out_dir, u.relpath), render(engine, u), SAMPLE_RATE)
       queue.put(1)
@@ -275,16 +269,19 @@ def _render_worker(utterances: list[Utterance], out_dir: str, queue) -> None:
     queue.put(f"{u.relpath if 'u' in locals() else 'init'}: {e}")
 
 
-def render(engine: _Espeak, u: Utterance) -> np.ndarray:
+def render(engine, u: Utterance) -> np.ndarray:
   """One 1-second float32 clip at 16 kHz: speech, level, mic colour, reverb, noise."""
   from scipy import signal
   rng = np.random.default_rng(u.seed)
-  speech = engine.say(u.word, u.voice, rate=u.rate, pitch=u.pitch, pitch_range=u.pitch_range,
-                      seed=u.seed)
-  speech = signal.resample_poly(speech, 320, 441).astype(np.float32)  # 22050 -> 16000 Hz
+  speech = engine.say(u.word, u.voice, **dict(u.settings), seed=u.seed)
+  # To 16 kHz, `speed` times as fast: 22050 -> 16000 Hz is 320/441.
+  ratio = fractions.Fraction(SAMPLE_RATE, engine.sample_rate) / fractions.Fraction(str(u.speed))
+  ratio = ratio.limit_denominator(1000)
+  if ratio != 1:
+    speech = signal.resample_poly(speech, ratio.numerator, ratio.denominator).astype(np.float32)
   speech = _trim_silence(speech)
   if speech.size == 0:
-    raise DataError(f"espeak-ng produced no audio for {u.word!r} with voice {u.voice}")
+    raise DataError(f"{u.engine} produced no audio for {u.word!r} with voice {u.voice}")
   if rng.uniform() < 0.5:  # microphone / channel colouring
     low, high = rng.uniform(60, 300), rng.uniform(3000, 7600)
     sos = signal.butter(2, [low, high], btype="bandpass", fs=SAMPLE_RATE, output="sos")
@@ -378,15 +375,23 @@ def main(argv: Sequence[str]) -> int:
                       help="voice and word draws (default: %(default)s)")
   parser.add_argument("--workers", type=int, default=defaults.workers,
                       help="processes (default: %(default)s)")
+  parser.add_argument("--engines", default=",".join(defaults.engines),
+                      help=f"comma-separated, espeak first, from {', '.join(tts.ENGINES)} "
+                      "(default: %(default)s)")
+  parser.add_argument("--speakers-per-engine", type=int, default=defaults.speakers_per_engine,
+                      help="training speakers of each engine after espeak (default: %(default)s)")
   add_verbose_flag(parser)
   args = parser.parse_args(argv)
   out = os.path.abspath(args.out)
   if os.path.exists(out) and os.listdir(out) and not os.path.exists(os.path.join(out, INFO_FILE)):
     raise DataError(f"{out} exists and is not a synthetic keyword set; give a new or empty folder")
-  summary = generate(out, SynthParams(args.speakers_per_accent, args.unknown_words_per_speaker,
-                                      args.seed, args.workers))
+  engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
+  summary = generate(out, SynthParams(
+      speakers_per_accent=args.speakers_per_accent,
+      unknown_words_per_speaker=args.unknown_words_per_speaker, seed=args.seed,
+      workers=args.workers, engines=engines, speakers_per_engine=args.speakers_per_engine))
   print(f"wrote {summary['clips']} clips ({summary['speakers']} speakers, {summary['voices']} "
-        f"accent/variant voices) in {summary['seconds']:.1f} s = "
+        f"voices) in {summary['seconds']:.1f} s = "
         f"{summary['clips_per_second']:.0f} clips/s with {summary['workers']} processes -> {out}")
   return 0
 

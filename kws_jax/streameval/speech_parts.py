@@ -21,7 +21,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from kws_jax.data import synth
+from kws_jax.data import synth, tts
 
 FORTUNES = "/usr/share/games/fortunes/fortunes"
 WORDS = "/usr/share/dict/words"
@@ -141,7 +141,7 @@ _TEXTS: dict[str, list[str]] = {}
 
 def _init_worker(texts: dict[str, list[str]]) -> None:
   global _ENGINE, _TEXTS
-  _ENGINE = synth._Espeak()
+  _ENGINE = tts.Espeak()
   _TEXTS = texts
 
 

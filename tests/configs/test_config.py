@@ -45,7 +45,9 @@ def test_every_shipped_experiment_is_present_and_builds():
 def test_experiment_recipes_match_their_sources():
   load = lambda name: config_loader.load_experiment(REPO / "experiments" / f"{name}.py")
   quick = load("quickstart")
-  assert quick.data.source == "synthetic"
+  assert (quick.data.source, quick.model.name, tuple(quick.data.synthetic.engines)) == (
+      "synthetic", "speech_embedding", ("espeak", "flite", "piper"))
+  assert load("quickstart_dscnn").model.name == "dscnn"
   ell = load("ell_gru128")
   assert (ell.model.name, ell.model.hidden_size, ell.model.num_layers) == ("gru", 128, 2)
   assert (ell.features.preset, ell.train.optimizer, ell.train.learning_rate,

@@ -1,9 +1,10 @@
-"""The offline synthetic keyword set (espeak-ng through espeakng-loader)."""
+"""The offline synthetic keyword set (espeak-ng, flite and Piper)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from kws_jax.configs import default as config_default
-from kws_jax.data import pipeline, synth
+from kws_jax.data import pipeline, synth, tts
 from kws_jax.errors import KwsError
 
 pytest.importorskip("espeakng_loader")
@@ -149,3 +150,91 @@ def test_train_on_synthetic_test_on_a_real_folder(tiny_set, word_folder, tmp_pat
   assert real_speakers and all(len(s) == 8 for s in real_speakers)  # the folder's hex ids
   # The whole real folder is the test split: 12 speakers x (2 yes + 2 no), TF-rebalanced.
   assert np.sum(ds.test.labels >= 2) == 48 and np.sum(ds.test.labels == 0) == 5
+
+
+# ----------------------------------------------------------------------------- flite and Piper
+
+ALL_ENGINES = ("espeak", "flite", "piper")
+needs_flite = pytest.mark.skipif(shutil.which("flite") is None,
+                                 reason="Debian's flite is not installed (apt-get install flite)")
+
+
+def test_flite_and_piper_speakers_all_train_and_leave_the_espeak_plan_alone():
+  espeak_only = synth.SynthParams(speakers_per_accent=2, unknown_words_per_speaker=2)
+  both = synth.SynthParams(speakers_per_accent=2, unknown_words_per_speaker=2,
+                           engines=ALL_ENGINES, speakers_per_engine=6)
+  first, _ = synth.plan(espeak_only)
+  utterances, splits = synth.plan(both)
+  assert utterances[:len(first)] == first  # the espeak clips (and so their audio) unchanged
+  added = utterances[len(first):]
+  assert len(added) == 2 * 6 * (len(synth.KEYWORDS) + 2)
+  for engine, keys in (("flite", {"duration_stretch", "f0_mean"}),
+                       ("piper", {"length_scale", "noise_scale", "noise_w_scale"})):
+    mine = [u for u in added if u.engine == engine]
+    speakers = {u.relpath.split("/")[1].split("_nohash_")[0] for u in mine}
+    assert len(speakers) == 6 and {splits[s] for s in speakers} == {"train"}
+    assert all(dict(u.settings).keys() == keys and 0.85 <= u.speed <= 1.2 for u in mine)
+    for speaker in speakers:  # one speed per speaker, the settings jittered per word
+      said = [u for u in mine if f"/{speaker}_nohash_" in u.relpath]
+      assert len({u.speed for u in said}) == 1 and len({u.settings for u in said}) == len(said)
+  assert {u.voice for u in added if u.engine == "flite"} == set(tts.FLITE_VOICES)
+
+
+@pytest.mark.parametrize("engines, says", [
+    (("flite",), "list 'espeak' first"), (("espeak", "flite", "flite"), "each engine once"),
+    (("espeak", "festival"), "unknown synthesis engine 'festival'")])
+def test_bad_engine_lists_are_refused_in_one_line(engines, says):
+  with pytest.raises(KwsError, match=says):
+    synth.plan(synth.SynthParams(engines=engines))
+
+
+def test_a_missing_engine_says_how_to_install_it(tmp_path, monkeypatch):
+  monkeypatch.setattr(tts.shutil, "which", lambda name: None)
+  with pytest.raises(KwsError, match=r"apt-get install flite \(or leave it out"):
+    synth.generate(str(tmp_path / "x"), synth.SynthParams(engines=("espeak", "flite")))
+  monkeypatch.setitem(sys.modules, "piper", None)
+  with pytest.raises(KwsError, match=r"pip install 'kws_jax\[synth\]' \(or leave it out"):
+    synth.generate(str(tmp_path / "x"), synth.SynthParams(engines=("espeak", "piper")))
+  assert not (tmp_path / "x").exists() and not (tmp_path / "x.partial").exists()
+
+
+@needs_flite
+def test_flite_settings_change_the_voice():
+  engine = tts.Flite()
+  slow = engine.say("seven", "slt", duration_stretch=1.5, f0_mean=180)
+  fast = engine.say("seven", "slt", duration_stretch=0.8, f0_mean=180)
+  assert 1.5 < slow.size / fast.size < 2.2
+  low = engine.say("seven", "awb", duration_stretch=1.0, f0_mean=90)
+  assert np.abs(low).max() > 0.05 and low.dtype == np.float32
+  with pytest.raises(KwsError, match="flite voice 'bob'"):
+    engine.say("seven", "bob", duration_stretch=1.0, f0_mean=90)
+
+
+@needs_flite
+def test_a_set_with_flite_and_piper_is_rendered_and_flite_is_reproducible(tmp_path):
+  pytest.importorskip("piper")
+  params = synth.SynthParams(keywords=("yes", "stop"), unknown_words=("cat",), seed=2,
+                             speakers_per_accent=1, unknown_words_per_speaker=1,
+                             engines=ALL_ENGINES, speakers_per_engine=2, workers=2)
+  summary = synth.generate(str(tmp_path / "a"), params, progress=False)
+  assert summary["clips_per_engine"] == {"espeak": 24, "flite": 6, "piper": 6}
+  synth.generate(str(tmp_path / "b"), params, progress=False)
+  utterances, _ = synth.plan(params)
+  for u in utterances:
+    audio, rate = sf.read(str(tmp_path / "a" / u.relpath), dtype="int16")
+    assert rate == 16000 and audio.shape == (16000,) and np.abs(audio).max() > 1000, u.relpath
+    same = (tmp_path / "a" / u.relpath).read_bytes() == (tmp_path / "b" / u.relpath).read_bytes()
+    assert same or u.engine == "piper", u.relpath  # Piper's graph draws unseeded noise
+
+
+def test_the_pipeline_keeps_one_cache_folder_per_engine_list(tmp_path, monkeypatch):
+  made = []
+  monkeypatch.setattr(synth, "ensure_generated", lambda out, params: made.append(
+      (os.path.basename(out), params.engines)) or out)
+  cfg = config_default.data_config()
+  cfg.cache_dir = str(tmp_path)
+  for engines in (("espeak",), ("espeak", "piper")):
+    cfg.synthetic.engines = engines
+    pipeline._synthetic_folder(cfg)
+  assert made == [(f"synthetic-{synth.VERSION}-espeak", ("espeak",)),
+                  (f"synthetic-{synth.VERSION}-espeak+piper", ("espeak", "piper"))]

@@ -262,14 +262,14 @@ def test_io_header_compiles_as_c(compiled, tmp_path):
 
 @pytest.fixture(scope="session")
 def quickstart_export(tmp_path_factory, repo_root):
-  """experiments/quickstart.py with random weights, exported (skips while it does not exist)."""
+  """experiments/quickstart_dscnn.py with random weights, exported (skips while it is absent)."""
   import types
 
   import jax.random
 
-  path = repo_root / "experiments" / "quickstart.py"
+  path = repo_root / "experiments" / "quickstart_dscnn.py"
   if not path.is_file():
-    pytest.skip("experiments/quickstart.py not present")
+    pytest.skip("experiments/quickstart_dscnn.py not present")
   config = config_loader.load_experiment(path)
   words = config.data.wanted_words
   words = words.split(",") if isinstance(words, str) else list(words)
