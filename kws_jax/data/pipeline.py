@@ -129,8 +129,10 @@ def load_dataset(cfg: ml_collections.ConfigDict, seed: int = 0) -> Dataset:
     splits["train"] = _concat(splits["train"], _to_split(data.splits["train"]))
   synthetic_clips = 0
   if cfg.get("synthetic_mix", 0.0) > 0:
-    data = folder_lib.load_folder(_synthetic_folder(cfg), label_names, options, cache_dir=cache,
-                                  assign="train", read_background=False)
+    # max_files_per_directory caps the recordings (few-shot), not the synthetic speech.
+    data = folder_lib.load_folder(_synthetic_folder(cfg), label_names,
+                                  dataclasses.replace(options, max_files_per_directory=0),
+                                  cache_dir=cache, assign="train", read_background=False)
     mix = _to_split(data.splits["train"])
     count = int(round(len(mix) * cfg.synthetic_mix))
     keep = np.sort(np.random.default_rng([seed, 104729]).choice(len(mix), count, replace=False))
@@ -316,10 +318,17 @@ def _synthetic_folder(cfg) -> str:
   from kws_jax.data import synth
   options = cfg.synthetic.to_dict()
   options["engines"] = tuple(_as_list(options.get("engines", ("espeak",))))
+  name = f"synthetic-{synth.VERSION}-{'+'.join(options['engines'])}"
+  words = wanted_words(cfg)
+  if words is not None and not set(words) <= set(synth.KEYWORDS):
+    # Custom keywords: the engines say them, and every other word is `_unknown_`.
+    options["keywords"] = tuple(words)
+    options["unknown_words"] = tuple(w for w in synth.UNKNOWN_WORDS + synth.KEYWORDS
+                                     if w not in words)
+    name += "-" + "+".join(words)[:60]
   params = synth.SynthParams(**options)
-  # One cache folder per engine list, so recipes with other engines do not evict each other.
-  directory = cfg.synthetic_dir or os.path.join(
-      cache_dir(cfg), f"synthetic-{synth.VERSION}-{'+'.join(params.engines)}")
+  # One cache folder per engine and word list, so recipes do not evict each other's sets.
+  directory = cfg.synthetic_dir or os.path.join(cache_dir(cfg), name)
   return synth.ensure_generated(os.path.expanduser(directory), params)
 
 

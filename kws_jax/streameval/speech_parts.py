@@ -159,7 +159,7 @@ def render_in_order(tasks: Sequence[tuple[str, int, int]], texts: dict[str, list
   """
   if not tasks:
     return
-  synth._load_espeak_library()
+  tts.check_available("espeak")
   workers = max(1, min(workers, len(tasks)))
   ctx = multiprocessing.get_context("spawn")  # espeak-ng (global state) and JAX dislike fork.
   pools = [ctx.Pool(1, initializer=_init_worker, initargs=(texts,)) for _ in range(workers)]

@@ -20,7 +20,7 @@ from kws_jax.train import loop, optimizer
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.py"))
 REAL_DATA = ("ell_gru128", "ell_lstm", "tf_conv", "tf_low_latency_conv", "torchaudio_cnn",
-             "sc12_real", "sc12_embedding", "sc12_student")
+             "sc12_real", "sc12_embedding", "sc12_student", "few_shot")
 
 
 def small_config() -> ml_collections.ConfigDict:
@@ -189,4 +189,5 @@ def test_custom_words_needs_the_users_folder_and_nothing_from_shared_data(tmp_pa
     pipeline.load_dataset(c.data, 0)
   c = config_loader.apply_overrides(c, [("data.data_dir", str(tmp_path))])
   assert c.data.data_dir == str(tmp_path)
-  assert c.model.name == config_loader.load_experiment(REPO / "experiments" / "sc12_real.py").model.name
+  assert c.model.name == config_loader.load_experiment(REPO / "experiments" / "few_shot.py").model.name
+  assert (c.data.synthetic_mix, c.data.max_files_per_directory) == (1.0, 0)

@@ -238,3 +238,26 @@ def test_the_pipeline_keeps_one_cache_folder_per_engine_list(tmp_path, monkeypat
     pipeline._synthetic_folder(cfg)
   assert made == [(f"synthetic-{synth.VERSION}-espeak", ("espeak",)),
                   (f"synthetic-{synth.VERSION}-espeak+piper", ("espeak", "piper"))]
+
+
+def test_custom_wanted_words_are_synthesised_and_the_cap_spares_the_synthetic_mix(
+    tiny_set, word_folder, tmp_path):
+  cfg = config_default.data_config()
+  cfg.update(cache_dir=str(tmp_path / "cache"), wanted_words="marvin,yes")
+  cfg.synthetic.update(TINY)
+  ds = pipeline.load_dataset(cfg, 0)
+  assert ds.label_names == ["_silence_", "_unknown_", "marvin", "yes"]
+  folder = tmp_path / "cache" / f"synthetic-{synth.VERSION}-espeak-marvin+yes"
+  info = json.loads((folder / synth.INFO_FILE).read_text())
+  assert info["keywords"] == ["marvin", "yes"] and "marvin" not in info["unknown_words"]
+  assert {"no", "go"} <= set(info["unknown_words"])  # the other keywords become _unknown_
+  assert np.sum(ds.train.labels == 2) == np.sum(ds.train.labels == 3) == 6  # 6 train speakers
+  # A few-shot folder: max_files_per_directory caps its word folders, not the synthetic speech.
+  cfg.update(source="folder", data_dir=str(word_folder), wanted_words="yes,no",
+             validation_percentage=25.0, testing_percentage=25.0, synthetic_dir=str(tiny_set),
+             rebalance_eval=False, synthetic_mix=1.0, max_files_per_directory=1)
+  capped = pipeline.load_dataset(cfg, 0)
+  assert capped.info["synthetic_clips_mixed"] == 88
+  real = np.array([s not in set(synth.plan(synth.SynthParams(**TINY))[1])
+                   for s in capped.train.speakers])
+  assert 0 < np.sum(real & (capped.train.labels == 2)) <= 1  # one real "yes" left
