@@ -1,11 +1,10 @@
 """Few-shot keywords: a few real recordings per word plus synthetic speech, on the embedding.
 
 sc12_embedding.py (the frozen speech embedding + pool head, real speech from
-../shared/data split by speaker, its augmentation) with at most
-`data.max_files_per_directory` (10) real training clips per word folder, and the
-quick start's whole synthetic set (espeak-ng, flite, Piper: 480 voices; synthetic
-speech of custom words too) merged into training (`data.synthetic_mix=1`). The cap
-applies to the recordings only. The few-shot curve (5 / 10 / 30 / 100 clips per word):
+../shared/data split by speaker, its augmentation, and the quick start's whole
+synthetic set merged into training: espeak-ng, flite, Piper, 480 voices, speaking
+custom words too) with at most `data.max_files_per_directory` (10) real training
+clips per word folder. The cap applies to the recordings only. The few-shot curve (5 / 10 / 30 / 100 clips per word):
     python -m kws_jax.train experiments/few_shot.py --workdir runs/few10 \
         [--config.data.max_files_per_directory=5|30|100]
 Measured on the held-out speakers: BENCHMARKS.md section 10. custom_words.py is this
@@ -19,7 +18,5 @@ from kws_jax.configs import default
 
 def get_config() -> ml_collections.ConfigDict:
   c = default.derived_from(__file__, "sc12_embedding.py")
-  quick = default.derived_from(__file__, "quickstart.py")
-  c.data.update(dict(max_files_per_directory=10, synthetic_mix=1.0))
-  c.data.synthetic = quick.data.synthetic
+  c.data.max_files_per_directory = 10
   return c

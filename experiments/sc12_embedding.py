@@ -12,6 +12,9 @@ over its 96-dim embeddings, one every 80 ms.
 - Data, speaker split and augmentation from sc12_real.py (speed perturbation, shift,
   background noise), no SpecAugment; the frozen embedding runs inside the jitted step on
   freshly augmented audio every epoch, which makes epochs costly on a CPU.
+- Plus the quick start's synthetic set in training (`synthetic_mix=1`: 7,200 clips of
+  espeak-ng, flite and Piper speech): 89.0 % mean on the three splits vs 87.8 % without
+  (`--config.data.synthetic_mix=0`; it needs no flite then).
 Measured accuracy and training time: BENCHMARKS.md section 10.
 """
 
@@ -22,6 +25,8 @@ from kws_jax.configs import default
 
 def get_config() -> ml_collections.ConfigDict:
   c = default.derived_from(__file__, "sc12_real.py")   # its data, split and augmentation
+  c.data.synthetic_mix = 1.0
+  c.data.synthetic.update(dict(engines=("espeak", "flite", "piper"), speakers_per_engine=144))
   c.features = ml_collections.ConfigDict(dict(preset="speech_embedding"))
   c.model = ml_collections.ConfigDict(dict(name="speech_embedding", head="pool", hidden=128,
                                             dropout=0.3, num_embeddings=0, finetune=False,
