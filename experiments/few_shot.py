@@ -4,7 +4,8 @@ sc12_embedding.py (the frozen speech embedding + pool head, real speech from
 ../shared/data split by speaker, its augmentation, and the quick start's whole
 synthetic set merged into training: espeak-ng, flite, Piper, 480 voices, speaking
 custom words too) with at most `data.max_files_per_directory` (10) real training
-clips per word folder. The cap applies to the recordings only. The few-shot curve (5 / 10 / 30 / 100 clips per word):
+clips per word folder. The cap applies to the recordings only. The few-shot curve
+(5 / 10 / 30 / 100 clips per word):
     python -m kws_jax.train experiments/few_shot.py --workdir runs/few10 \
         [--config.data.max_files_per_directory=5|30|100]
 Measured on the held-out speakers: BENCHMARKS.md section 10. custom_words.py is this
