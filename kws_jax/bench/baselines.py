@@ -57,8 +57,10 @@ class Sizes:
 
 def _entry(kws_jax: float, baseline: float, unit: str, higher_is_better: bool) -> dict[str, Any]:
   speedup = kws_jax / baseline if higher_is_better else baseline / kws_jax
-  return {"kws_jax": round(kws_jax, 3), "baseline": round(baseline, 3), "unit": unit,
-          "speedup": round(speedup, 3)}
+  # Four significant digits, not decimals: a small figure (0.0904) keeps its precision.
+  significant = lambda x: float(f"{x:.4g}")
+  return {"kws_jax": significant(kws_jax), "baseline": significant(baseline), "unit": unit,
+          "speedup": significant(speedup)}
 
 
 def machine_description() -> dict[str, Any]:
