@@ -116,10 +116,7 @@ def plan(params: SynthParams) -> tuple[list[Utterance], dict[str, str]]:
       speaker_split[speaker] = split
       pitch, pitch_range = int(rng.integers(20, 80)), int(rng.integers(20, 80))
       rate = int(rng.integers(95, 175))  # words/min; slower than espeak's 175 (words too short)
-      num_unknown = min(params.unknown_words_per_speaker, len(params.unknown_words))
-      others = rng.choice(len(params.unknown_words), num_unknown, replace=False)
-      words = list(params.keywords) + [params.unknown_words[i] for i in sorted(others)]
-      for word in words:
+      for word in _speaker_words(params, rng):
         settings = (("pitch", int(np.clip(pitch + rng.integers(-6, 7), 0, 99))),
                     ("pitch_range", pitch_range), ("rate", int(rate + rng.integers(-15, 16))))
         utterances.append(Utterance(
@@ -128,6 +125,13 @@ def plan(params: SynthParams) -> tuple[list[Utterance], dict[str, str]]:
   for engine in engines[1:]:
     utterances += _plan_training_speakers(engine, params, speaker_split)
   return utterances, speaker_split
+
+
+def _speaker_words(params: SynthParams, rng: np.random.Generator) -> list[str]:
+  """What one speaker says: every keyword, then `unknown_words_per_speaker` other words."""
+  num_unknown = min(params.unknown_words_per_speaker, len(params.unknown_words))
+  others = rng.choice(len(params.unknown_words), num_unknown, replace=False)
+  return list(params.keywords) + [params.unknown_words[i] for i in sorted(others)]
 
 
 def _plan_training_speakers(engine: str, params: SynthParams,
@@ -145,9 +149,7 @@ def _plan_training_speakers(engine: str, params: SynthParams,
     else:
       base = dict(length_scale=rng.uniform(0.8, 1.5), noise_scale=rng.uniform(0.3, 1.0),
                   noise_w_scale=rng.uniform(0.4, 1.2))
-    num_unknown = min(params.unknown_words_per_speaker, len(params.unknown_words))
-    others = rng.choice(len(params.unknown_words), num_unknown, replace=False)
-    for word in list(params.keywords) + [params.unknown_words[i] for i in sorted(others)]:
+    for word in _speaker_words(params, rng):
       settings = tuple((key, round(float(value * rng.uniform(0.92, 1.08)), 3))
                        for key, value in base.items())  # each utterance a little different
       utterances.append(Utterance(
