@@ -80,6 +80,36 @@ def test_embedding_of_real_clips_matches_onnx_end_to_end(shared_data, sessions, 
     np.testing.assert_allclose(ours, ref, atol=TOL, rtol=0)
 
 
+def test_streaming_embedding_equals_the_window_network_after_76_frames(network):
+  """8 frames at a time through the cache = the 76-frame windows of the batch network."""
+  apply, variables = network
+  frames = jax.random.normal(jax.random.key(5), (2, 8 * 14, 32)) * 2 + 4
+  cache = speech_embedding.initial_cache(2)
+  stream = jax.jit(lambda x, c: apply(variables, x, c))
+  streamed = []
+  for start in range(0, frames.shape[1], 8):
+    out, cache = stream(frames[:, start:start + 8], cache)
+    streamed.append(np.asarray(out[:, 0]))
+  # Chunk j ends at frame 8 j + 8; the window ending there starts at 8 j - 68, so the
+  # windows of frames[:, 4:] (starting at 4, 12, ...) are those of chunks 9, 10, ...
+  window = np.asarray(apply(variables, frames[:, 4:]))
+  assert window.shape[1] == len(streamed) - 9
+  for k in range(window.shape[1]):
+    np.testing.assert_allclose(streamed[9 + k], window[:, k], atol=1e-4, rtol=1e-5)
+  # Chunk 8's window would start at frame -4: warm-up, from a zero cache rather than
+  # zero frames (the old step's ring), so it is neither (and the test can fail).
+  padded = np.asarray(apply(variables, jnp.pad(frames[:, :72], ((0, 0), (4, 0), (0, 0)))))
+  assert np.abs(streamed[8] - padded[:, 0]).max() > 1e-3   # 5e-3 measured
+  # 16 frames at once give the same two embeddings as 8 and 8.
+  two, _ = apply(variables, frames[:, :16], speech_embedding.initial_cache(2))
+  first, cache = apply(variables, frames[:, :8], speech_embedding.initial_cache(2))
+  second, _ = apply(variables, frames[:, 8:16], cache)
+  np.testing.assert_allclose(np.asarray(two), np.concatenate([first, second], axis=1),
+                             atol=1e-5)
+  with pytest.raises(ValueError, match="multiple of 8 new frames"):
+    apply(variables, frames[:, :12], speech_embedding.initial_cache(2))
+
+
 @pytest.mark.parametrize("head", ["flatten", pytest.param("pool", marks=pytest.mark.slow)])
 def test_scanning_step_equals_full_window(head):
   # 93 frames: two embeddings (ending at frames 85 and 93), phase 93 % 8 = 5.
@@ -148,7 +178,7 @@ def test_too_short_window_is_a_one_line_error():
     model.init(jax.random.key(0), jnp.ones((1, 60, 32)))
 
 
-def test_macs_per_second_counts_one_embedding_every_8_hops():
+def test_macs_per_second_counts_one_streamed_embedding_every_8_hops():
   model = models.create("speech_embedding", num_classes=12, num_frames=97, num_features=32)
   variables = model.init(jax.random.key(0), jnp.zeros((1, 97, 32)))
   per_second = models.macs_per_second(model, variables, 0.01)
@@ -157,6 +187,13 @@ def test_macs_per_second_counts_one_embedding_every_8_hops():
       lambda x: speech_embedding.SpeechEmbedding().apply(
           {"params": variables["params"]["embedding"]}, x), jnp.zeros((1, 76, 32)))
   assert window == 41_955_840
-  assert window // 8 * 100 < per_second < window // 8 * 100 * 1.02
+  # The step streams 8 new frames through the network (streaming_embedding_equals_...):
+  # each convolution computes 8 / 4 / 2 / 1 new columns instead of the window's.
+  streamed = models.count_macs(
+      lambda x: speech_embedding.SpeechEmbedding().apply(
+          {"params": variables["params"]["embedding"]}, x, speech_embedding.initial_cache(1)),
+      jnp.zeros((1, 8, 32)))
+  assert window / 8 < streamed < window / 5
+  assert streamed // 8 * 100 < per_second < streamed // 8 * 100 * 1.05
   # Counting the cond's costly branch every step would be 8 times as much.
   assert models.step_macs(model, variables) > 7 * per_second / 100
