@@ -14,6 +14,8 @@ Families (module docstrings say what each reproduces):
   tf_low_latency_svdf, tf_tiny_conv   TF speech_commands models.py (tf_speech.py)
   torchaudio_cnn                 the torchaudio/jumpml tutorial CNN (torchaudio_cnn.py)
   dscnn                          MLPerf Tiny KWS DS-CNN (dscnn.py)
+  dscnn_streaming                the same with a 'valid' time axis and streaming convolutions
+                                 (dscnn_streaming.py)
   bcresnet                       BC-ResNet with SubSpectral Norm (bcresnet.py)
   speech_embedding               Google's pretrained speech embedding + a head (speech_embedding.py)
 """
@@ -27,7 +29,7 @@ import flax.linen as nn
 import jax
 
 from kws_jax.errors import ConfigError
-from kws_jax.models import bcresnet, dscnn, rnn, speech_embedding, tf_speech, torchaudio_cnn
+from kws_jax.models import bcresnet, dscnn, dscnn_streaming, rnn, speech_embedding, tf_speech, torchaudio_cnn
 from kws_jax.models.macs import count_macs, macs_per_second, step_macs, window_macs
 
 _REGISTRY: dict[str, type[nn.Module]] = {
@@ -39,6 +41,7 @@ _REGISTRY: dict[str, type[nn.Module]] = {
     "tf_tiny_conv": tf_speech.TfTinyConv,
     "torchaudio_cnn": torchaudio_cnn.TorchaudioCnn,
     "dscnn": dscnn.DsCnn,
+    "dscnn_streaming": dscnn_streaming.StreamingDsCnn,
     "bcresnet": bcresnet.BcResNet,
     "speech_embedding": speech_embedding.SpeechEmbeddingKws,
 }

@@ -286,8 +286,8 @@ class SpeechEmbeddingKws(nn.Module):
     held = (state["cache"], state["embeddings"], state["logits"])
     # The holding branch returns zeros and a select keeps the held state: with a branch
     # returning its operands, IREE 3.13 compiled the scanned chunk function into a module
-    # whose call fails ("ref is null ... hal.buffer_view.create"); the select costs a pass
-    # over ~20 k floats per hop.
+    # whose call fails ("ref is null ... hal.buffer_view.create"; dscnn_streaming's step
+    # fails the same way on the Cortex-M4); the select costs a pass over ~20 k floats.
     fresh = nn.cond(due, embed, lambda module, carry: jax.tree.map(jnp.zeros_like, carry),
                     self, held)
     cache, embeddings, logits = jax.tree.map(lambda n, o: jnp.where(due, n, o), fresh, held)

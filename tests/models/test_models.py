@@ -25,6 +25,7 @@ SMALL = {
     "torchaudio_cnn": dict(num_frames=41, num_features=18, first_filters=4, second_filters=3,
                            fc_units=8),
     "dscnn": dict(num_frames=12, num_features=6, filters=8),
+    "dscnn_streaming": dict(num_frames=24, num_features=6, filters=8, num_blocks=2),
     "bcresnet": dict(num_frames=12, num_features=40, tau=0.5),
 }
 
@@ -97,7 +98,7 @@ def test_model_full_train_and_streaming(name):
   else:
     assert updates == {}
   dropout_models = {"tf_conv", "tf_low_latency_conv", "tf_low_latency_svdf", "tf_tiny_conv",
-                    "dscnn", "bcresnet"}
+                    "dscnn", "dscnn_streaming", "bcresnet"}
   if name in dropout_models:
     other, _ = train_apply(variables, x, jax.random.key(4))
     again, _ = train_apply(variables, x, jax.random.key(4))
