@@ -37,7 +37,8 @@ def data_config() -> ml_collections.ConfigDict:
       # validation/test voices), flite (Debian) and piper add speakers_per_engine training
       # speakers each.
       "synthetic": {"speakers_per_accent": 24, "unknown_words_per_speaker": 5, "seed": 0,
-                    "workers": 2, "engines": ("espeak",), "speakers_per_engine": 144},
+                    "workers": 2, "engines": ("espeak",), "speakers_per_engine": 144,
+                    "hard_negatives_per_speaker": 0},
       # source="folder"/"speech_commands": fraction (0-1) of the synthetic set's clips (all its
       # speakers, generated on first use like source="synthetic") merged into TRAINING.
       "synthetic_mix": 0.0,

@@ -326,6 +326,8 @@ def _synthetic_folder(cfg) -> str:
     options["unknown_words"] = tuple(w for w in synth.UNKNOWN_WORDS + synth.KEYWORDS
                                      if w not in words)
     name += "-" + "+".join(words)[:60]
+  if options.get("hard_negatives_per_speaker"):
+    name += f"-hard{int(options['hard_negatives_per_speaker'])}"
   params = synth.SynthParams(**options)
   # One cache folder per engine and word list, so recipes do not evict each other's sets.
   directory = cfg.synthetic_dir or os.path.join(cache_dir(cfg), name)

@@ -41,15 +41,12 @@ import numpy as np
 from kws_jax import audio as audio_io
 from kws_jax.configs.default import KEYWORDS
 from kws_jax.data import tts
+from kws_jax.data.words import HARD_NEGATIVES, UNKNOWN_WORDS  # noqa: F401 (re-exported)
 from kws_jax.errors import DataError, add_verbose_flag, run_cli
 
 VERSION = "2"  # Bump when the generated audio changes: cached sets are then regenerated.
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = 16000
-# Speech Commands' other words, spoken to train `_unknown_`.
-UNKNOWN_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-                 "bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow",
-                 "backward", "forward", "follow", "learn", "visual")
 TRAIN_ACCENTS = ("en-us", "en", "en-gb-x-rp", "en-gb-x-gbclan", "en-029", "en-us-nyc")
 VALIDATION_ACCENTS = ("en-gb-x-gbcwmd",)
 TEST_ACCENTS = ("en-gb-scotland",)
@@ -74,11 +71,15 @@ class SynthParams:
   unknown_words: tuple[str, ...] = UNKNOWN_WORDS
   engines: tuple[str, ...] = ("espeak",)  # espeak first; "flite", "piper" add training speakers
   speakers_per_engine: int = 144  # training speakers of each engine other than espeak
+  # Words of HARD_NEGATIVES each speaker also says (as `_unknown_`); 0: none.
+  hard_negatives_per_speaker: int = 0
 
   def identity(self) -> dict:
     d = dataclasses.asdict(self)
     for key in ("keywords", "unknown_words", "engines"):
       d[key] = list(d[key])
+    if not d["hard_negatives_per_speaker"]:
+      del d["hard_negatives_per_speaker"]   # sets made before the field existed stay valid
     return {"version": VERSION, **d}
 
 
@@ -128,10 +129,16 @@ def plan(params: SynthParams) -> tuple[list[Utterance], dict[str, str]]:
 
 
 def _speaker_words(params: SynthParams, rng: np.random.Generator) -> list[str]:
-  """What one speaker says: every keyword, then `unknown_words_per_speaker` other words."""
+  """What one speaker says: every keyword, `unknown_words_per_speaker` other words, then
+  `hard_negatives_per_speaker` hard negatives (none drawn when 0: the plan is unchanged)."""
   num_unknown = min(params.unknown_words_per_speaker, len(params.unknown_words))
   others = rng.choice(len(params.unknown_words), num_unknown, replace=False)
-  return list(params.keywords) + [params.unknown_words[i] for i in sorted(others)]
+  words = list(params.keywords) + [params.unknown_words[i] for i in sorted(others)]
+  hard = [w for w in HARD_NEGATIVES if w not in params.keywords]
+  if params.hard_negatives_per_speaker > 0:
+    picks = rng.choice(len(hard), min(params.hard_negatives_per_speaker, len(hard)), replace=False)
+    words += [hard[i] for i in sorted(picks)]
+  return words
 
 
 def _plan_training_speakers(engine: str, params: SynthParams,

@@ -45,11 +45,20 @@ class StreamingDsCnn(nn.Module):
   first_dropout: float = 0.2
   final_dropout: float = 0.4
   bn_momentum: float = 0.99
+  # Frames a side added to each clip (copies of its first and last frame, i.e. its
+  # background): 'valid' layers then also see the clip's edges in mid-window. A streaming
+  # step needs none: its window is just this much longer and the stream supplies the frames.
+  context_frames: int = 0
+
+  @property
+  def window_frames(self) -> int:
+    """Frames the network looks at: the clip's and the context on both sides."""
+    return self.num_frames + 2 * self.context_frames
 
   @property
   def first_columns(self) -> int:
     """Columns of the first convolution over the window."""
-    return (self.num_frames - FIRST_KERNEL[0]) // FIRST_STRIDE + 1
+    return (self.window_frames - FIRST_KERNEL[0]) // FIRST_STRIDE + 1
 
   @property
   def pooled_columns(self) -> int:
@@ -62,8 +71,10 @@ class StreamingDsCnn(nn.Module):
     return FIRST_KERNEL[0] - 1 + FIRST_STRIDE * (self.first_columns - 1)
 
   def _check(self) -> None:
+    if self.context_frames < 0:
+      raise ValueError(f"dscnn_streaming: context_frames={self.context_frames} must be >= 0")
     if self.pooled_columns < 1:
-      raise ValueError(f"dscnn_streaming: {self.num_frames} frames leave {self.pooled_columns} "
+      raise ValueError(f"dscnn_streaming: {self.window_frames} frames leave {self.pooled_columns} "
                        f"columns after the first convolution (10 frames, stride 2) and "
                        f"{self.num_blocks} 'valid' 3x3 blocks; use more frames or fewer blocks")
 
@@ -74,6 +85,8 @@ class StreamingDsCnn(nn.Module):
     self._check()
     if cache is None:
       check_window(type(self).__name__, x, self.num_frames, self.num_features)
+      if self.context_frames:
+        x = jnp.pad(x, ((0, 0), (self.context_frames,) * 2, (0, 0)), mode="edge")
     kernel_init = nn.initializers.xavier_uniform()
 
     def batch_norm(name: str) -> nn.BatchNorm:

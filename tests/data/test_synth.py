@@ -261,3 +261,37 @@ def test_custom_wanted_words_are_synthesised_and_the_cap_spares_the_synthetic_mi
   real = np.array([s not in set(synth.plan(synth.SynthParams(**TINY))[1])
                    for s in capped.train.speakers])
   assert 0 < np.sum(real & (capped.train.labels == 2)) <= 1  # one real "yes" left
+
+
+def test_hard_negatives_are_new_words_spoken_as_unknown_and_change_nothing_when_off():
+  from kws_jax.streameval import speech_parts
+  hard = set(synth.HARD_NEGATIVES)
+  assert len(hard) == len(synth.HARD_NEGATIVES)
+  measured_on = {w for words in speech_parts.CONFUSABLES.values() for w in words}
+  # The false-accept audio's confusables stay unseen words; no keyword, no Speech Commands word.
+  assert not hard & measured_on and not hard & set(synth.KEYWORDS)
+  assert not hard & set(synth.UNKNOWN_WORDS)
+  base = dict(speakers_per_accent=2, unknown_words_per_speaker=2, engines=ALL_ENGINES,
+              speakers_per_engine=3)
+  off, _ = synth.plan(synth.SynthParams(**base))
+  assert off == synth.plan(synth.SynthParams(**base, hard_negatives_per_speaker=0))[0]
+  assert "hard_negatives_per_speaker" not in synth.SynthParams(**base).identity()
+  on, splits = synth.plan(synth.SynthParams(**base, hard_negatives_per_speaker=3))
+  speakers = {u.relpath.split("/")[1].split("_nohash_")[0] for u in on}
+  assert len(speakers) == len(splits) and len(on) == len(off) + 3 * len(speakers)
+  for speaker in speakers:
+    said = [u.word for u in on if f"/{speaker}_nohash_" in u.relpath]
+    assert len([w for w in said if w in hard]) == 3
+
+
+def test_a_set_with_hard_negatives_gets_its_own_cache_folder(tmp_path, monkeypatch):
+  made = []
+  monkeypatch.setattr(synth, "ensure_generated", lambda out, params: made.append(
+      (os.path.basename(out), params.hard_negatives_per_speaker)) or out)
+  cfg = config_default.data_config()
+  cfg.cache_dir = str(tmp_path)
+  for count in (0, 4):
+    cfg.synthetic.hard_negatives_per_speaker = count
+    pipeline._synthetic_folder(cfg)
+  assert made == [(f"synthetic-{synth.VERSION}-espeak", 0),
+                  (f"synthetic-{synth.VERSION}-espeak-hard4", 4)]

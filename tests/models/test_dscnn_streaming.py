@@ -79,3 +79,25 @@ def test_too_few_frames_is_a_one_line_error():
   model = models.create("dscnn_streaming", 12, 20, 10)
   with pytest.raises(ValueError, match="20 frames leave -2 columns"):
     model.init(jax.random.key(0), jnp.zeros((1, 20, 10)))
+
+
+def test_context_frames_pad_with_the_clip_edges_and_the_step_sees_them_streamed():
+  # 37 clip frames + 6 a side = a 49-frame window, as the bare model has.
+  model = models.create("dscnn_streaming", 12, 37, 10, context_frames=6, bn_momentum=0.0)
+  bare = models.create("dscnn_streaming", 12, 49, 10, bn_momentum=0.0)
+  assert model.window_frames == 49 and model.pooled_columns == bare.pooled_columns
+  clips = _stream()[:, 20:57]
+  variables = bare.init({"params": jax.random.key(1)}, jnp.zeros((1, 49, 10)))
+  padded = jnp.pad(clips, ((0, 0), (6, 6), (0, 0)), mode="edge")
+  variables = {**variables, **bare.apply(variables, padded, train=True, mutable=["batch_stats"],
+                                         rngs={"dropout": jax.random.key(2)})[1]}
+  with_context = np.asarray(model.apply(variables, clips))
+  np.testing.assert_allclose(with_context, np.asarray(bare.apply(variables, padded)),
+                             atol=1e-5, rtol=1e-5)
+  body = lambda s, f: model.apply(variables, s, f, method="step")  # noqa: E731
+  state = model.apply(variables, 2, method="initial_state")
+  per_hop = jax.jit(lambda s, x: jax.lax.scan(body, s, jnp.swapaxes(x, 0, 1))[1])(state, padded)
+  np.testing.assert_allclose(np.asarray(per_hop[-1]), with_context, atol=1e-4, rtol=1e-4)
+  with pytest.raises(ValueError, match="context_frames=-1"):
+    models.create("dscnn_streaming", 12, 49, 10, context_frames=-1).init(
+        jax.random.key(0), jnp.zeros((1, 49, 10)))
