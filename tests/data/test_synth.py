@@ -227,17 +227,20 @@ def test_a_set_with_flite_and_piper_is_rendered_and_flite_is_reproducible(tmp_pa
     assert same or u.engine == "piper", u.relpath  # Piper's graph draws unseeded noise
 
 
-def test_the_pipeline_keeps_one_cache_folder_per_engine_list(tmp_path, monkeypatch):
+def test_the_pipeline_keeps_one_cache_folder_per_engine_list_and_hard_negatives(tmp_path,
+                                                                               monkeypatch):
   made = []
   monkeypatch.setattr(synth, "ensure_generated", lambda out, params: made.append(
-      (os.path.basename(out), params.engines)) or out)
+      (os.path.basename(out), params.engines, params.hard_negatives_per_speaker)) or out)
   cfg = config_default.data_config()
   cfg.cache_dir = str(tmp_path)
-  for engines in (("espeak",), ("espeak", "piper")):
+  for engines, hard in ((("espeak",), 0), (("espeak", "piper"), 0), (("espeak",), 4)):
     cfg.synthetic.engines = engines
+    cfg.synthetic.hard_negatives_per_speaker = hard
     pipeline._synthetic_folder(cfg)
-  assert made == [(f"synthetic-{synth.VERSION}-espeak", ("espeak",)),
-                  (f"synthetic-{synth.VERSION}-espeak+piper", ("espeak", "piper"))]
+  assert made == [(f"synthetic-{synth.VERSION}-espeak", ("espeak",), 0),
+                  (f"synthetic-{synth.VERSION}-espeak+piper", ("espeak", "piper"), 0),
+                  (f"synthetic-{synth.VERSION}-espeak-hard4", ("espeak",), 4)]
 
 
 def test_custom_wanted_words_are_synthesised_and_the_cap_spares_the_synthetic_mix(
@@ -283,15 +286,3 @@ def test_hard_negatives_are_new_words_spoken_as_unknown_and_change_nothing_when_
     said = [u.word for u in on if f"/{speaker}_nohash_" in u.relpath]
     assert len([w for w in said if w in hard]) == 3
 
-
-def test_a_set_with_hard_negatives_gets_its_own_cache_folder(tmp_path, monkeypatch):
-  made = []
-  monkeypatch.setattr(synth, "ensure_generated", lambda out, params: made.append(
-      (os.path.basename(out), params.hard_negatives_per_speaker)) or out)
-  cfg = config_default.data_config()
-  cfg.cache_dir = str(tmp_path)
-  for count in (0, 4):
-    cfg.synthetic.hard_negatives_per_speaker = count
-    pipeline._synthetic_folder(cfg)
-  assert made == [(f"synthetic-{synth.VERSION}-espeak", 0),
-                  (f"synthetic-{synth.VERSION}-espeak-hard4", 4)]
