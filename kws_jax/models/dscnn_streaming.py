@@ -26,6 +26,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from kws_jax.models.common import Array, DepthwiseConv, check_frame, check_window, push_frame
 
@@ -143,9 +144,11 @@ class StreamingDsCnn(nn.Module):
     return column // FIRST_STRIDE
 
   def initial_state(self, batch_size: int) -> dict[str, Array]:
+    # One flat array holds the caches and the logits: each state array costs the call
+    # buffer bookkeeping on a microcontroller (BUILD.md section 5).
     return {"frames": jnp.zeros((batch_size, FIRST_STRIDE, self.num_features), jnp.float32),
-            "cache": self.initial_cache(batch_size),
-            "logits": jnp.zeros((batch_size, self.num_classes), jnp.float32),
+            "held": _pack((jnp.zeros((batch_size, self.num_classes), jnp.float32),
+                           *self.initial_cache(batch_size))),
             "phase": jnp.zeros((), jnp.int32)}
 
   def step(self, state: dict[str, Array], frame: Array) -> tuple[dict[str, Array], Array]:
@@ -154,19 +157,31 @@ class StreamingDsCnn(nn.Module):
     phase = (state["phase"] + 1) % FIRST_STRIDE
     # A new column ends every 2 frames, in phase with the window's last column.
     due = phase == (self.last_column_frame + 1) % FIRST_STRIDE
+    batch = frame.shape[0]
+    shapes = [(batch, self.num_classes)] + [c.shape for c in self.initial_cache(batch)]
 
-    def column(module, carry):
-      logits, cache = module(frames, train=False, cache=carry[1])
-      return logits.astype(jnp.float32), cache
+    def column(module, held):
+      logits, cache = module(frames, train=False, cache=tuple(_unpack(held, shapes)[1:]))
+      return _pack((logits.astype(jnp.float32), *cache))
 
-    held = (state["logits"], state["cache"])
-    # Zeros and a select rather than a branch returning its operands, which IREE 3.13
+    # Zeros and a select rather than a branch returning its operand, which IREE 3.13
     # miscompiles: the scanned host chunk fails ("ref is null"), and so does this model's
     # Cortex-M4 step ("ref type mismatch ... copy_buffer"); tests/deploy catch both.
-    fresh = nn.cond(due, column, lambda module, carry: jax.tree.map(jnp.zeros_like, carry),
-                    self, held)
-    logits, cache = jax.tree.map(lambda n, o: jnp.where(due, n, o), fresh, held)
-    return {"frames": frames, "cache": cache, "logits": logits, "phase": phase}, logits
+    fresh = nn.cond(due, column, lambda module, held: jnp.zeros_like(held), self, state["held"])
+    held = jnp.where(due, fresh, state["held"])
+    logits = _unpack(held, shapes)[0]
+    return {"frames": frames, "held": held, "phase": phase}, logits
+
+
+def _pack(arrays) -> Array:
+  """(B, ...) arrays -> one (B, N) array."""
+  return jnp.concatenate([a.reshape(a.shape[0], -1) for a in arrays], axis=1)
+
+
+def _unpack(flat: Array, shapes) -> list[Array]:
+  sizes = [int(np.prod(shape[1:])) for shape in shapes]
+  offsets = np.cumsum([0] + sizes)
+  return [flat[:, a:b].reshape(shape) for a, b, shape in zip(offsets[:-1], offsets[1:], shapes)]
 
 
 def _same(size: int, kernel: int, stride: int) -> tuple[int, int]:
