@@ -17,5 +17,5 @@ from kws_jax.configs import default
 def get_config() -> ml_collections.ConfigDict:
   c = default.derived_from(__file__, "sc12_real.py")
   c.model = ml_collections.ConfigDict(dict(name="dscnn_streaming", filters=64, num_blocks=4,
-                                            context_frames=0))
+                                            context_frames=12))
   return c
