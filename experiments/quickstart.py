@@ -27,4 +27,5 @@ def get_config() -> ml_collections.ConfigDict:
                       warmup_epochs=0.5, final_rate_fraction=0.01, label_smoothing=0.1,
                       spec_augment=dict(time_masks=0, time_mask_max=0, freq_masks=0,
                                         freq_mask_max=0)))
+  c.model.finetune = False  # measured frozen (BENCHMARKS.md section 10)
   return c
