@@ -34,7 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.features = ml_collections.ConfigDict(dict(preset="tf_speech_commands", hop_size=320,
                                               num_mfcc=10))
   c.model = ml_collections.ConfigDict(dict(name="dscnn", filters=64, num_blocks=4, members=1,
-                                            input_norm="none"))
+                                            input_norm="none", bn_momentum=0.99))
   c.train = default.train_config()
   c.train.update(dict(
       epochs=80, batch_size=64, optimizer="adamw", learning_rate=3e-3, weight_decay=1e-2,
