@@ -54,6 +54,20 @@ def push_frame(buffer: Array, item: Array) -> Array:
   return jnp.concatenate([buffer[:, 1:], item[:, None]], axis=1)
 
 
+def update_when_due(due: Array, update, module: nn.Module, held: PyTree) -> PyTree:
+  """`update(module, held)` when `due`, else `held`: a branch skips the work on other steps.
+
+  The holding branch returns zeros and a select keeps the held values, because IREE 3.13
+  miscompiles a `lax.cond` whose branch returns its operands: the scanned host chunk of
+  the embedding model failed ("ref is null ... hal.buffer_view.create") and so did the
+  streaming DS-CNN's Cortex-M4 step ("ref type mismatch ... copy_buffer"); tests/deploy
+  catch both. The select costs one pass over the held values.
+  """
+  fresh = nn.cond(due, update, lambda _, carry: jax.tree.map(jnp.zeros_like, carry),
+                  module, held)
+  return jax.tree.map(lambda new, old: jnp.where(due, new, old), fresh, held)
+
+
 class WindowModel(nn.Module):
   """Base for models whose decision needs the whole window (convolutions, SVDF-free CNNs).
 
@@ -155,10 +169,7 @@ class DepthwiseConv(nn.Module):
     height, width = x.shape[-3], x.shape[-2]
     span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
     if self.padding == "SAME":
-      out_h, out_w = -(-height // sh), -(-width // sw)
-      pad_h = max((out_h - 1) * sh + span_h - height, 0)
-      pad_w = max((out_w - 1) * sw + span_w - width, 0)
-      pads = ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2))
+      pads = (same_padding(height, span_h, sh), same_padding(width, span_w, sw))
     elif self.padding == "VALID":
       pads = ((0, 0), (0, 0))
     else:
@@ -167,6 +178,13 @@ class DepthwiseConv(nn.Module):
     if self.use_bias:
       y = y + self.param("bias", self.bias_init, (self.features,), jnp.float32)
     return y
+
+
+def same_padding(size: int, span: int, stride: int) -> tuple[int, int]:
+  """TF 'SAME' padding (before, after) of one axis for a kernel spanning `span` inputs."""
+  out = -(-size // stride)
+  total = max((out - 1) * stride + span - size, 0)
+  return total // 2, total - total // 2
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))

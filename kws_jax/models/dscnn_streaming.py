@@ -28,7 +28,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kws_jax.models.common import Array, DepthwiseConv, check_frame, check_window, push_frame
+from kws_jax.models.common import (
+  Array,
+  DepthwiseConv,
+  check_frame,
+  check_window,
+  push_frame,
+  same_padding,
+  update_when_due,
+)
 
 FIRST_KERNEL = (10, 4)
 FIRST_STRIDE = 2     # in time and frequency, as in MLPerf Tiny's DS-CNN
@@ -105,7 +113,7 @@ class StreamingDsCnn(nn.Module):
     y = x.astype(jnp.float32)[..., None]
     y = with_cache(y, 0, FIRST_KERNEL[0] - FIRST_STRIDE)
     y = nn.Conv(self.filters, FIRST_KERNEL, strides=(FIRST_STRIDE, FIRST_STRIDE),
-                padding=((0, 0), _same(self.num_features, FIRST_KERNEL[1], FIRST_STRIDE)),
+                padding=((0, 0), same_padding(self.num_features, FIRST_KERNEL[1], FIRST_STRIDE)),
                 kernel_init=kernel_init, name="conv")(y)
     y = nn.relu(batch_norm("conv_bn")(y))
     y = nn.Dropout(self.first_dropout)(y, deterministic=not train)
@@ -164,11 +172,7 @@ class StreamingDsCnn(nn.Module):
       logits, cache = module(frames, train=False, cache=tuple(_unpack(held, shapes)[1:]))
       return _pack((logits.astype(jnp.float32), *cache))
 
-    # Zeros and a select rather than a branch returning its operand, which IREE 3.13
-    # miscompiles: the scanned host chunk fails ("ref is null"), and so does this model's
-    # Cortex-M4 step ("ref type mismatch ... copy_buffer"); tests/deploy catch both.
-    fresh = nn.cond(due, column, lambda module, held: jnp.zeros_like(held), self, state["held"])
-    held = jnp.where(due, fresh, state["held"])
+    held = update_when_due(due, column, self, state["held"])
     logits = _unpack(held, shapes)[0]
     return {"frames": frames, "held": held, "phase": phase}, logits
 
@@ -183,9 +187,3 @@ def _unpack(flat: Array, shapes) -> list[Array]:
   offsets = np.cumsum([0] + sizes)
   return [flat[:, a:b].reshape(shape) for a, b, shape in zip(offsets[:-1], offsets[1:], shapes)]
 
-
-def _same(size: int, kernel: int, stride: int) -> tuple[int, int]:
-  """TF 'SAME' padding of one axis."""
-  out = -(-size // stride)
-  total = max((out - 1) * stride + kernel - size, 0)
-  return total // 2, total - total // 2

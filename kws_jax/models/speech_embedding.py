@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kws_jax.models import onnx_import
-from kws_jax.models.common import Array, check_frame, check_window, push_frame
+from kws_jax.models.common import Array, check_frame, check_window, push_frame, update_when_due
 from kws_jax.models.macs import count_macs
 
 WINDOW_FRAMES = 76        # frames per embedding (775 ms of 10 ms hops)
@@ -284,12 +284,6 @@ class SpeechEmbeddingKws(nn.Module):
       return cache, embeddings, module.classify(embeddings, train=False).astype(jnp.float32)
 
     held = (state["cache"], state["embeddings"], state["logits"])
-    # The holding branch returns zeros and a select keeps the held state: with a branch
-    # returning its operands, IREE 3.13 compiled the scanned chunk function into a module
-    # whose call fails ("ref is null ... hal.buffer_view.create"; dscnn_streaming's step
-    # fails the same way on the Cortex-M4); the select costs a pass over ~20 k floats.
-    fresh = nn.cond(due, embed, lambda module, carry: jax.tree.map(jnp.zeros_like, carry),
-                    self, held)
-    cache, embeddings, logits = jax.tree.map(lambda n, o: jnp.where(due, n, o), fresh, held)
+    cache, embeddings, logits = update_when_due(due, embed, self, held)  # ~20 k floats held
     return ({"frames": frames, "cache": cache, "embeddings": embeddings, "logits": logits,
              "phase": phase}, logits)
