@@ -53,12 +53,15 @@ def make_teacher(distill: ml_collections.ConfigDict | None,
                  label_names: Sequence[str]) -> Callable[[jax.Array], jax.Array] | None:
   """`teacher(float audio (B, S)) -> logits (B, C)` of `distill.teacher`'s best checkpoint.
 
-  None when no teacher is configured. The teacher must know the same labels in the
-  same order as the student's data.
+  None when no teacher is configured or `distill.weight` is 0 (labels only: the teacher
+  would cost every step its forward pass for nothing). The teacher must know the same
+  labels in the same order as the student's data.
   """
   if distill is None or not distill.get("teacher"):
     return None
   check_config(distill)
+  if float(distill.weight) == 0.0:
+    return None
   teacher = trained_model.load(distill.teacher)
   if list(teacher.label_names) != list(label_names):
     raise ConfigError(f"distill.teacher={distill.teacher}: its labels {teacher.label_names} "

@@ -122,3 +122,11 @@ def test_training_with_a_teacher_workdir(teacher_run):
   bad.distill.weight = 1.5
   with pytest.raises(ConfigError, match="distill.weight"):
     loop.train_and_evaluate(bad, root / "bad2")
+  # weight 0 is labels only: the teacher is never loaded (nor its cost paid), so even a
+  # missing teacher dir does not matter; with a weight it does.
+  labels_only = config_default.distill_config()
+  labels_only.update(dict(teacher=str(root / "missing"), weight=0.0))
+  assert distill.make_teacher(labels_only, ["_silence_", "_unknown_", "yes"]) is None
+  labels_only.weight = 0.5
+  with pytest.raises(Exception, match="missing"):
+    distill.make_teacher(labels_only, ["_silence_", "_unknown_", "yes"])
