@@ -38,7 +38,7 @@ def data_config() -> ml_collections.ConfigDict:
       # speakers each.
       "synthetic": {"speakers_per_accent": 24, "unknown_words_per_speaker": 5, "seed": 0,
                     "workers": 2, "engines": ("espeak",), "speakers_per_engine": 144,
-                    "hard_negatives_per_speaker": 0},
+                    "hard_negatives_per_speaker": 0, "running_speech_per_speaker": 0},
       # source="folder"/"speech_commands": fraction (0-1) of the synthetic set's clips (all its
       # speakers, generated on first use like source="synthetic") merged into TRAINING.
       "synthetic_mix": 0.0,
@@ -55,6 +55,10 @@ def data_config() -> ml_collections.ConfigDict:
       "speed_perturb": 0.0,
       "background_volume": 0.1,
       "background_frequency": 0.8,
+      # Gain uniform in [gain_min_db, gain_max_db] dB on every clip after the noise mix
+      # (ops.augment.random_gain: other microphone levels); 0, 0 = off, as in TF.
+      "gain_min_db": 0.0,
+      "gain_max_db": 0.0,
       "split_salt": "",  # "" = TF's speaker hash; other text re-draws the speaker split
       "rebalance_eval": True,
       "bad_list": "",  # ELL bad_list.txt (word/file.wav lines); "" = <folder>/bad_list.txt if any

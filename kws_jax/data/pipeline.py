@@ -9,7 +9,8 @@ many all-zero `_silence_` clips, shuffled deterministically from (seed, epoch).
 `make_augment_fn` does the rest inside jitted code: int16 -> float, speed
 perturbation (off by default; TF has none), time shift, background mixing
 (silence clips always get noise at a volume up to 1.0, others with probability
-`background_frequency` up to `background_volume`).
+`background_frequency` up to `background_volume`), then a random gain in
+[`gain_min_db`, `gain_max_db`] on every clip (off by default).
 
 Validation and test splits from a plain word folder get the same rebalancing
 once at load time (TF does this for them too), their silence clips holding a
@@ -212,6 +213,7 @@ def make_augment_fn(cfg: ml_collections.ConfigDict, ds: Dataset
   volume = float(cfg.background_volume)
   frequency = float(cfg.background_frequency)
   speed = float(cfg.get("speed_perturb", 0.0))
+  gain_db = (float(cfg.get("gain_min_db", 0.0)), float(cfg.get("gain_max_db", 0.0)))
 
   def augment(key, audio, labels):
     x = jnp.asarray(audio).astype(jnp.float32) / audio_io.INT16_SCALE
@@ -229,6 +231,9 @@ def make_augment_fn(cfg: ml_collections.ConfigDict, ds: Dataset
       volume_max = jnp.where(is_silence, 1.0, volume)
       x = jax.vmap(augment_ops.mix_background, (0, 0, None, 0, None, 0))(
           jax.random.split(key_mix, x.shape[0]), x, bank, volume_max, frequency, is_silence)
+    if gain_db != (0.0, 0.0):
+      x = jax.vmap(augment_ops.random_gain, (0, 0, None, None))(
+          jax.random.split(jax.random.fold_in(key, 11), x.shape[0]), x, *gain_db)
     return x
 
   return jax.jit(augment)
@@ -287,6 +292,9 @@ def _check_config(cfg) -> None:
   if not 0 <= cfg.get("speed_perturb", 0.0) < 1:
     raise ConfigError(f"data.speed_perturb must be in [0, 1) (largest fractional speed change), "
                       f"got {cfg.speed_perturb}")
+  if cfg.get("gain_min_db", 0.0) > cfg.get("gain_max_db", 0.0):
+    raise ConfigError(f"data.gain_min_db ({cfg.gain_min_db}) is above data.gain_max_db "
+                      f"({cfg.gain_max_db}); give the range low, high in dB")
   if cfg.background_volume < 0 or cfg.time_shift_ms < 0:
     raise ConfigError("data.background_volume and data.time_shift_ms must be >= 0")
   if cfg.on_bad_file not in ("skip", "error"):
@@ -328,6 +336,11 @@ def _synthetic_folder(cfg) -> str:
     name += "-" + "+".join(words)[:60]
   if options.get("hard_negatives_per_speaker"):
     name += f"-hard{int(options['hard_negatives_per_speaker'])}"
+  if options.get("running_speech_per_speaker"):
+    if words is None:
+      raise ConfigError("data.synthetic.running_speech_per_speaker needs named wanted_words: with "
+                        "wanted_words=all its running_speech/ folder would become a class")
+    name += f"-run{int(options['running_speech_per_speaker'])}"
   params = synth.SynthParams(**options)
   # One cache folder per engine and word list, so recipes do not evict each other's sets.
   directory = cfg.synthetic_dir or os.path.join(cache_dir(cfg), name)

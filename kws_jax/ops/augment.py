@@ -1,4 +1,4 @@
-"""Training-time augmentation: speed perturbation, time shift, background mixing, SpecAugment.
+"""Training-time augmentation: speed, time shift, background mixing, gain, SpecAugment.
 
 Pure JAX on ONE example with an explicit PRNG key; `jax.vmap` them for batches.
 Semantics follow TensorFlow's speech_commands `input_data.py`: the shift pads
@@ -90,6 +90,17 @@ def mix_background(key: Array, audio: Array, noise_bank: Array, volume_max: floa
   apply = jnp.logical_or(force, jax.random.uniform(k_apply, ()) < frequency)
   volume = jnp.where(apply, volume, 0.0)
   return jnp.clip(audio + volume * window, -1.0, 1.0).astype(jnp.float32)
+
+
+def random_gain(key: Array, audio: Array, min_db: float | Array, max_db: float | Array) -> Array:
+  """Scales `audio` (S,) by a gain uniform in [min_db, max_db] decibels, clipped to [-1, 1].
+
+  Applied after background mixing it stands in for another microphone level (speech and
+  noise together, the SNR unchanged): a quiet speaker's words otherwise look like the
+  `_silence_` class, whose noise clips come at every volume.
+  """
+  gain_db = jax.random.uniform(key, (), minval=min_db, maxval=max_db)
+  return jnp.clip(audio * 10.0 ** (gain_db / 20.0), -1.0, 1.0).astype(audio.dtype)
 
 
 def spec_augment(key: Array, features: Array, *, time_masks: int, time_mask_max: int,

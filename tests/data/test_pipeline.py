@@ -120,6 +120,14 @@ def test_augment_shifts_and_mixes_as_tf(folder_ds):
     inside = (positions >= 0) & (positions <= n - 1)
     np.testing.assert_allclose(clip[inside], reference[inside], atol=2e-3)
     assert np.all(clip[positions < -1] == 0) and np.all(clip[positions > n] == 0)
+  # A gain range scales each clip (noise included) by one factor in it; off by default.
+  louder = no_shift.copy_and_resolve_references()
+  louder.gain_min_db, louder.gain_max_db = -20.0, -6.0
+  out = np.asarray(pipeline.make_augment_fn(louder, ds)(jax.random.key(1), audio, labels))
+  ratio = np.abs(out[labels > 0]).max(axis=1) / np.abs(x[labels > 0]).max(axis=1)
+  assert np.all((ratio > 10 ** (-20 / 20) - 1e-4) & (ratio < 10 ** (-6 / 20) + 1e-4))
+  assert np.ptp(ratio) > 0.05
+  np.testing.assert_allclose(out[labels > 0], x[labels > 0] * ratio[:, None], atol=1e-6)
 
 
 def test_batches(folder_ds):
@@ -151,6 +159,8 @@ def test_config_errors(word_folder, tmp_path):
     pipeline.load_dataset(_cfg("", tmp_path), 0)
   with pytest.raises(ConfigError, match="_silence_"):
     pipeline.load_dataset(_cfg(word_folder, tmp_path, wanted_words="yes,_silence_"), 0)
+  with pytest.raises(ConfigError, match="gain_min_db"):
+    pipeline.load_dataset(_cfg(word_folder, tmp_path, gain_min_db=3.0, gain_max_db=-3.0), 0)
   with pytest.raises(ConfigError, match="speed_perturb"):
     pipeline.load_dataset(_cfg(word_folder, tmp_path, speed_perturb=1.5), 0)
   with pytest.raises(ConfigError, match="background_frequency"):

@@ -149,6 +149,24 @@ def test_speed_perturb_rates_are_log_uniform_within_the_limit():
   np.testing.assert_array_equal(unchanged, np.asarray(ramp))
 
 
+def test_random_gain_is_uniform_in_decibels_and_clips():
+  tone = 0.1 * jnp.sin(jnp.arange(800, dtype=jnp.float32) / 5.0)
+  keys = jax.random.split(jax.random.key(5), 800)
+  out = np.asarray(jax.jit(jax.vmap(augment.random_gain, (0, None, None, None)))(
+      keys, tone, -24.0, 6.0))
+  # Each output is the tone times one factor: read the factor where nothing clips.
+  gains_db = 20 * np.log10(out[:, 8] / np.asarray(tone)[8])
+  np.testing.assert_allclose(out, np.clip(10 ** (gains_db[:, None] / 20) * np.asarray(tone), -1, 1),
+                             atol=1e-6)
+  assert gains_db.min() >= -24 - 1e-3 and gains_db.max() <= 6 + 1e-3
+  counts = np.histogram(gains_db, bins=5, range=(-24, 6))[0]
+  assert counts.min() > 0.15 * len(gains_db)   # uniform in dB: ~20 % per sixth of 30 dB
+  loud = np.asarray(augment.random_gain(jax.random.key(0), jnp.full(4, 0.9), 12.0, 12.0))
+  np.testing.assert_array_equal(loud, 1.0)    # +12 dB on 0.9 clips at full scale
+  same = np.asarray(augment.random_gain(jax.random.key(0), tone, 0.0, 0.0))
+  np.testing.assert_array_equal(same, np.asarray(tone))
+
+
 def _bands(mask_1d: np.ndarray) -> int:
   return int(np.sum(np.diff(np.concatenate([[0], mask_1d.astype(int), [0]])) == 1))
 
