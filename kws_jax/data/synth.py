@@ -34,13 +34,15 @@ import os
 import shutil
 import sys
 import time
+import zlib
 from typing import Sequence
 
 import numpy as np
 
 from kws_jax import audio as audio_io
 from kws_jax.configs.default import KEYWORDS
-from kws_jax.data import tts
+from kws_jax.data import running_speech, tts
+from kws_jax.data.synth_effects import NOISE_KINDS, noise_signal, reverb, trim_silence
 from kws_jax.data.words import HARD_NEGATIVES, UNKNOWN_WORDS  # noqa: F401 (re-exported)
 from kws_jax.errors import DataError, add_verbose_flag, run_cli
 
@@ -55,7 +57,6 @@ VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f
             "klatt", "klatt2", "klatt3", "klatt4", "Andy", "Annie", "aunty", "belinda",
             "benjamin", "david", "edward", "grandma", "grandpa", "ian", "john", "linda", "max",
             "michael", "paul", "rob", "robert", "steph", "travis", "victor", "zac")
-NOISE_KINDS = ("white", "pink", "brown", "hum")
 BACKGROUND_SECONDS = 60
 INFO_FILE = "synth_info.json"
 
@@ -73,13 +74,16 @@ class SynthParams:
   speakers_per_engine: int = 144  # training speakers of each engine other than espeak
   # Words of HARD_NEGATIVES each speaker also says (as `_unknown_`); 0: none.
   hard_negatives_per_speaker: int = 0
+  # 1-second windows of sentences each speaker also reads (`running_speech/`, `_unknown_`).
+  running_speech_per_speaker: int = 0
 
   def identity(self) -> dict:
     d = dataclasses.asdict(self)
     for key in ("keywords", "unknown_words", "engines"):
       d[key] = list(d[key])
-    if not d["hard_negatives_per_speaker"]:
-      del d["hard_negatives_per_speaker"]   # sets made before the field existed stay valid
+    for key in ("hard_negatives_per_speaker", "running_speech_per_speaker"):
+      if not d[key]:
+        del d[key]   # sets made before the field existed stay valid
     return {"version": VERSION, **d}
 
 
@@ -105,6 +109,7 @@ def plan(params: SynthParams) -> tuple[list[Utterance], dict[str, str]]:
     raise DataError(f"data.synthetic.engines={','.join(engines)}: list 'espeak' first (its "
                     "held-out accents are the validation and test voices), each engine once")
   rng = np.random.default_rng([params.seed, 1])
+  texts = _running_texts(params)
   utterances: list[Utterance] = []
   speaker_split: dict[str, str] = {}
   accents = ([(a, "train") for a in TRAIN_ACCENTS] + [(a, "validation") for a in VALIDATION_ACCENTS]
@@ -117,15 +122,36 @@ def plan(params: SynthParams) -> tuple[list[Utterance], dict[str, str]]:
       speaker_split[speaker] = split
       pitch, pitch_range = int(rng.integers(20, 80)), int(rng.integers(20, 80))
       rate = int(rng.integers(95, 175))  # words/min; slower than espeak's 175 (words too short)
-      for word in _speaker_words(params, rng):
-        settings = (("pitch", int(np.clip(pitch + rng.integers(-6, 7), 0, 99))),
-                    ("pitch_range", pitch_range), ("rate", int(rate + rng.integers(-15, 16))))
+      for word, relpath, r in _speaker_texts(params, rng, speaker, texts):
+        settings = (("pitch", int(np.clip(pitch + r.integers(-6, 7), 0, 99))),
+                    ("pitch_range", pitch_range), ("rate", int(rate + r.integers(-15, 16))))
         utterances.append(Utterance(
-            word=word, relpath=f"{word}/{speaker}_nohash_0.wav", voice=f"{accent}+{variant}",
-            settings=settings, seed=int(rng.integers(1, 2**31 - 1))))
+            word=word, relpath=relpath, voice=f"{accent}+{variant}",
+            settings=settings, seed=int(r.integers(1, 2**31 - 1))))
   for engine in engines[1:]:
-    utterances += _plan_training_speakers(engine, params, speaker_split)
+    utterances += _plan_training_speakers(engine, params, speaker_split, texts)
   return utterances, speaker_split
+
+
+def _running_texts(params: SynthParams) -> list[str]:
+  if params.running_speech_per_speaker <= 0:
+    return []
+  return running_speech.sentences(params.keywords, params.unknown_words + HARD_NEGATIVES)
+
+
+def _speaker_texts(params: SynthParams, rng: np.random.Generator, speaker: str,
+                   texts: Sequence[str]) -> list[tuple[str, str, np.random.Generator]]:
+  """(text, relpath, generator for its settings) of everything one speaker says: its words
+  (drawn from `rng`), then its sentences (from the speaker's own generator, so that the plan
+  without sentences stays the same)."""
+  said = [(word, f"{word}/{speaker}_nohash_0.wav", rng) for word in _speaker_words(params, rng)]
+  if params.running_speech_per_speaker > 0:
+    own = np.random.default_rng([params.seed, 5, zlib.crc32(speaker.encode())])
+    picks = own.choice(len(texts), min(params.running_speech_per_speaker, len(texts)),
+                       replace=False)
+    said += [(texts[i], f"{running_speech.FOLDER}/{speaker}_nohash_{n}.wav", own)
+             for n, i in enumerate(sorted(picks))]
+  return said
 
 
 def _speaker_words(params: SynthParams, rng: np.random.Generator) -> list[str]:
@@ -141,8 +167,8 @@ def _speaker_words(params: SynthParams, rng: np.random.Generator) -> list[str]:
   return words
 
 
-def _plan_training_speakers(engine: str, params: SynthParams,
-                            speaker_split: dict[str, str]) -> list[Utterance]:
+def _plan_training_speakers(engine: str, params: SynthParams, speaker_split: dict[str, str],
+                            texts: Sequence[str]) -> list[Utterance]:
   """`speakers_per_engine` flite or Piper training speakers, each saying every keyword."""
   rng = np.random.default_rng([params.seed, 3, tts.ENGINES.index(engine)])
   utterances = []
@@ -156,12 +182,12 @@ def _plan_training_speakers(engine: str, params: SynthParams,
     else:
       base = dict(length_scale=rng.uniform(0.8, 1.5), noise_scale=rng.uniform(0.3, 1.0),
                   noise_w_scale=rng.uniform(0.4, 1.2))
-    for word in _speaker_words(params, rng):
-      settings = tuple((key, round(float(value * rng.uniform(0.92, 1.08)), 3))
+    for word, relpath, r in _speaker_texts(params, rng, speaker, texts):
+      settings = tuple((key, round(float(value * r.uniform(0.92, 1.08)), 3))
                        for key, value in base.items())  # each utterance a little different
       utterances.append(Utterance(
-          word=word, relpath=f"{word}/{speaker}_nohash_0.wav", voice=voice, engine=engine,
-          settings=settings, speed=speed, seed=int(rng.integers(1, 2**31 - 1))))
+          word=word, relpath=relpath, voice=voice, engine=engine,
+          settings=settings, speed=speed, seed=int(r.integers(1, 2**31 - 1))))
   return utterances
 
 
@@ -172,8 +198,8 @@ def generate(out_dir: str, params: SynthParams = SynthParams(), *, progress: boo
     tts.check_available(engine)  # Fail early with the install hint.
   tmp_dir = out_dir.rstrip(os.sep) + ".partial"
   shutil.rmtree(tmp_dir, ignore_errors=True)
-  for word in sorted({u.word for u in utterances}):
-    os.makedirs(os.path.join(tmp_dir, word), exist_ok=True)
+  for folder in sorted({u.relpath.split("/")[0] for u in utterances}):
+    os.makedirs(os.path.join(tmp_dir, folder), exist_ok=True)
   start = time.perf_counter()
   for engine in params.engines:  # Fresh processes per engine: espeak's order stays fixed.
     share = [u for u in utterances if u.engine == engine]
@@ -288,7 +314,8 @@ def render(engine, u: Utterance) -> np.ndarray:
   ratio = ratio.limit_denominator(1000)
   if ratio != 1:
     speech = signal.resample_poly(speech, ratio.numerator, ratio.denominator).astype(np.float32)
-  speech = _trim_silence(speech)
+  running = u.relpath.startswith(running_speech.FOLDER + "/")
+  speech = trim_silence(speech)
   if speech.size == 0:
     raise DataError(f"{u.engine} produced no audio for {u.word!r} with voice {u.voice}")
   if rng.uniform() < 0.5:  # microphone / channel colouring
@@ -296,13 +323,16 @@ def render(engine, u: Utterance) -> np.ndarray:
     sos = signal.butter(2, [low, high], btype="bandpass", fs=SAMPLE_RATE, output="sos")
     speech = signal.sosfilt(sos, speech).astype(np.float32)
   if rng.uniform() < 0.5:
-    speech = _reverb(speech, rng)
-  speech = speech[:CLIP_SAMPLES]
-  # Speech Commands clips are centred on the loudest part: centre, with jitter.
-  room = CLIP_SAMPLES - speech.size
-  offset = int(np.clip(room / 2 + rng.normal(0, room / 6 + 1), 0, room))
-  clip = np.zeros(CLIP_SAMPLES, np.float32)
-  clip[offset:offset + speech.size] = speech
+    speech = reverb(speech, rng)
+  if running:  # a window anywhere in the sentence, words cut at its edges
+    clip = speech = running_speech.cut_window(speech, CLIP_SAMPLES, rng)
+    offset = 0
+  else:  # Speech Commands clips are centred on the loudest part: centre, with jitter.
+    speech = speech[:CLIP_SAMPLES]
+    room = CLIP_SAMPLES - speech.size
+    offset = int(np.clip(room / 2 + rng.normal(0, room / 6 + 1), 0, room))
+    clip = np.zeros(CLIP_SAMPLES, np.float32)
+    clip[offset:offset + speech.size] = speech
   clip *= 10 ** rng.uniform(np.log10(0.05), np.log10(0.9)) / max(np.abs(clip).max(), 1e-6)
   if rng.uniform() < 0.8:
     noise = noise_signal(str(rng.choice(NOISE_KINDS)), CLIP_SAMPLES, rng)
@@ -310,45 +340,6 @@ def render(engine, u: Utterance) -> np.ndarray:
     snr_db = rng.uniform(5, 40)
     clip += noise * (speech_rms / (np.sqrt(np.mean(noise**2)) + 1e-12) / 10 ** (snr_db / 20))
   return np.clip(clip, -1, 1)
-
-
-def _trim_silence(x: np.ndarray, threshold: float = 0.02) -> np.ndarray:
-  if x.size == 0:
-    return x
-  loud = np.flatnonzero(np.abs(x) > threshold * np.abs(x).max())
-  return x[loud[0]:loud[-1] + 1] if loud.size else x[:0]
-
-
-def _reverb(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-  """Room reverb: a noise impulse response decaying 60 dB in rt60 seconds, mixed wet/dry."""
-  from scipy import signal
-  rt60 = rng.uniform(0.15, 0.7)
-  t = np.arange(int(rt60 * SAMPLE_RATE)) / SAMPLE_RATE
-  impulse = rng.standard_normal(t.size) * 10 ** (-3 * t / rt60)
-  impulse[0] = 0.0
-  wet = signal.fftconvolve(x, impulse)[: x.size + t.size // 2]
-  wet *= rng.uniform(0.1, 0.5) * np.abs(x).max() / (np.abs(wet).max() + 1e-12)
-  out = wet.copy()
-  out[: x.size] += x
-  return out.astype(np.float32)
-
-
-def noise_signal(kind: str, num_samples: int, rng: np.random.Generator) -> np.ndarray:
-  """Unit-RMS synthetic noise: white, pink (1/f), brown (1/f^2) or mains hum."""
-  if kind == "hum":
-    t = np.arange(num_samples) / SAMPLE_RATE
-    base = rng.choice([50.0, 60.0]) * rng.uniform(0.995, 1.005)
-    x = sum(rng.uniform(0.2, 1.0) / h * np.sin(2 * np.pi * base * h * t + rng.uniform(0, 2 * np.pi))
-            for h in range(1, 8))
-    x = x + 0.05 * rng.standard_normal(num_samples)
-  else:
-    spectrum = np.fft.rfft(rng.standard_normal(num_samples))
-    freqs = np.fft.rfftfreq(num_samples, 1 / SAMPLE_RATE)
-    exponent = {"white": 0.0, "pink": 0.5, "brown": 1.0}[kind]
-    spectrum *= 1.0 / np.maximum(freqs, 20.0) ** exponent
-    x = np.fft.irfft(spectrum, num_samples)
-  x = np.asarray(x, np.float64)
-  return (x / (np.sqrt(np.mean(x**2)) + 1e-12)).astype(np.float32)
 
 
 def _write_background(path: str, seed: int) -> None:

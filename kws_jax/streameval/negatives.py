@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from kws_jax.data import synth
+from kws_jax.data import synth_effects
 from kws_jax.errors import ConfigError, DataError
 from kws_jax.streameval import speech_parts
 from kws_jax.streameval.detection import Event
@@ -91,8 +91,8 @@ def noise_bed(samples: int, noises: Sequence[np.ndarray], rng: np.random.Generat
     x = np.tile(source, reps)[start:start + samples].astype(np.float64)
     name = f"background {index}"
   else:
-    name = str(rng.choice(synth.NOISE_KINDS))
-    x = synth.noise_signal(name, samples, rng).astype(np.float64)
+    name = str(rng.choice(synth_effects.NOISE_KINDS))
+    x = synth_effects.noise_signal(name, samples, rng).astype(np.float64)
   return (x / (np.sqrt(np.mean(x**2)) + 1e-12)).astype(np.float32), name
 
 

@@ -22,6 +22,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from kws_jax.data import synth, tts
+from kws_jax.data.running_speech import split_sentences, strip_keywords  # noqa: F401 (API)
 
 FORTUNES = "/usr/share/games/fortunes/fortunes"
 WORDS = "/usr/share/dict/words"
@@ -51,7 +52,6 @@ _VOCABULARY = (
     "slowly quickly often never always today tomorrow again together before after because "
     "while and but with from into near under above behind beside through across").split()
 
-_TOKEN = re.compile(r"[A-Za-z']+")
 _ACCENTS = synth.TRAIN_ACCENTS + synth.VALIDATION_ACCENTS + synth.TEST_ACCENTS
 
 
@@ -60,12 +60,6 @@ def confusables_for(keywords: Sequence[str]) -> list[str]:
   wanted = {k.lower() for k in keywords}
   words = sorted({w for k in wanted for w in CONFUSABLES.get(k, ())} - wanted)
   return words
-
-
-def strip_keywords(text: str, keywords: Sequence[str]) -> str:
-  """The text's word tokens without any keyword ("Go on, stop!" -> "" for those keywords)."""
-  wanted = {k.lower() for k in keywords}
-  return " ".join(t for t in _TOKEN.findall(text) if t.lower().strip("'") not in wanted)
 
 
 def sentences(keywords: Sequence[str], seed: int, fortunes: str = FORTUNES,
@@ -80,7 +74,7 @@ def sentences(keywords: Sequence[str], seed: int, fortunes: str = FORTUNES,
   sources = []
   if os.path.isfile(fortunes):
     with open(fortunes, encoding="utf-8", errors="replace") as f:
-      raw = re.split(r"[.!?;\n]\s*(?=[A-Z\"])|\n%\n", f.read())
+      raw = split_sentences(f.read())
     found = [s for s in (strip_keywords(r, keywords) for r in raw) if len(s.split()) >= 3]
     sources.append(fortunes)
   vocabulary, source = list(_VOCABULARY), "built-in vocabulary"
