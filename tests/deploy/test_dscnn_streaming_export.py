@@ -1,5 +1,5 @@
 """dscnn_streaming exported: the IREE host module (scanned chunk) and the Cortex-M4 firmware
-under QEMU give the JAX step's scores.
+under QEMU give the JAX step's scores (`-m slow`: the Cortex-M55 and RISC-V firmware too).
 
 The step holds caches of each layer's last input columns and computes a column every
 second hop under a lax.cond; the scanned chunk function is where IREE 3.13 once
@@ -39,14 +39,16 @@ def test_host_cpu_chunk_matches_jax(streaming_export, test_clip, tmp_path):
   assert np.ptp(outputs["scores"], axis=0).max() > 1e-3
 
 
-def test_cortex_m4_firmware_matches_jax(streaming_export, test_clip, tmp_path):
-  reason = _missing_tools("cortex-m4")
+@pytest.mark.parametrize("target", ["cortex-m4", pytest.param("cortex-m55", marks=pytest.mark.slow),
+                                    pytest.param("riscv32", marks=pytest.mark.slow)])
+def test_firmware_matches_jax(streaming_export, test_clip, tmp_path, target):
+  reason = _missing_tools(target)
   if reason:
     pytest.skip(reason)
   trained, out = streaming_export
-  fw_dir = tmp_path / "m4"
-  iree_compile.compile_export(out, "cortex-m4", fw_dir)
-  firmware.build_firmware(fw_dir, "cortex-m4")
+  fw_dir = tmp_path / target
+  iree_compile.compile_export(out, target, fw_dir)
+  firmware.build_firmware(fw_dir, target)
   step = firmware_runner.FirmwareStep(fw_dir)
   try:
     _, ref_state, ref_outputs = jax_reference(trained, test_clip)
