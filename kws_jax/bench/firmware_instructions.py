@@ -1,6 +1,6 @@
 """Exact guest instructions per hop and per second of audio of a firmware dir, under QEMU.
 
-    python -m kws_jax.bench.firmware_instructions B [--wav X] [--hops 100] [--json]
+    python -m kws_jax.bench.firmware_instructions B [--wav X] [--hops 100] [--json] [--profile 20]
 
 B is a firmware dir (`python -m kws_jax.compile EXPORT --target cortex-m4 --firmware
 --out B`). The hops are a WAV's (default: 1 s of a synthetic chirp in noise, padded
@@ -8,6 +8,8 @@ or cut to --hops); QEMU's instruction-count plugin attributes every executed gue
 instruction of a step to its hop, so the figures are exact and do not depend on the
 host's load. Instructions are not cycles: on a Cortex-M4 most take one cycle, loads,
 multiplies with accumulate and branches more, so cycles are ~1-1.5x this.
+`--profile N` also lists the N functions that execute the most of those instructions
+(the plugin counts per instruction address inside the steps; the ELF's symbols name them).
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ def synthetic_audio(samples: int, sample_rate: int = 16000) -> np.ndarray:
           ).astype(np.float32)
 
 
-def measure(firmware_dir: str, audio: np.ndarray, hops: int) -> dict[str, Any]:
-  step = firmware_runner.FirmwareStep(firmware_dir, count_instructions=True)
+def measure(firmware_dir: str, audio: np.ndarray, hops: int, profile: bool = False
+            ) -> dict[str, Any]:
+  step = firmware_runner.FirmwareStep(firmware_dir, count_instructions=True, profile=profile)
   needed = hops * step.hop_size
   audio = np.pad(audio, (0, max(0, needed - audio.size)))[:needed]
   step.run(audio)
   memory = step.memory()
   counts = np.asarray(step.instructions(), np.int64)
+  functions = step.function_profile() if profile else []
   hop_s = step.hop_size / float(step.meta["sample_rate"])
   sizes = step.info["sizes"]
   return {"dir": str(firmware_dir), "target": step.info["target"], "board": step.info["board"],
@@ -49,7 +53,9 @@ def measure(firmware_dir: str, audio: np.ndarray, hops: int) -> dict[str, Any]:
           "bss": sizes["bss"], **memory,
           "ram_bytes": sizes["data"] + sizes["bss"] + memory["heap_high_water"]
                        + memory["stack_high_water"],
-          "classifier_stride": int(step.meta.get("classifier_stride", 1))}
+          "classifier_stride": int(step.meta.get("classifier_stride", 1)),
+          **({"functions": [{"name": n, "instructions_per_hop": c / counts.size}
+                            for n, c in functions]} if profile else {})}
 
 
 def main(argv: Sequence[str]) -> int:
@@ -59,11 +65,13 @@ def main(argv: Sequence[str]) -> int:
   parser.add_argument("--wav", help="audio to run (default: a synthetic chirp in noise)")
   parser.add_argument("--hops", type=int, default=100, help="hops to count (default 100)")
   parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+  parser.add_argument("--profile", type=int, default=0, metavar="N",
+                      help="also list the N functions executing the most instructions per hop")
   args = parser.parse_args(argv)
   meta = firmware_runner.load_firmware(args.firmware_dir)[0]
   audio = (audio_lib.read_audio(args.wav, int(meta["sample_rate"])) if args.wav
            else synthetic_audio(args.hops * int(meta["hop_size"]), int(meta["sample_rate"])))
-  r = measure(args.firmware_dir, audio, args.hops)
+  r = measure(args.firmware_dir, audio, args.hops, profile=args.profile > 0)
   if args.json:
     print(json.dumps(r, indent=1))
     return 0
@@ -74,6 +82,10 @@ def main(argv: Sequence[str]) -> int:
         f"instructions per hop (min {r['instructions_per_hop_min']:,}, max "
         f"{r['instructions_per_hop_max']:,}), {r['instructions_per_second'] / 1e6:.2f} M per "
         f"second of audio")
+  per_hop = r["instructions_per_hop_mean"]
+  for f in r.get("functions", [])[:args.profile]:
+    print(f"  {f['instructions_per_hop']:>12,.0f}  {100 * f['instructions_per_hop'] / per_hop:5.1f} %"
+          f"  {f['name']}")
   return 0
 
 

@@ -79,8 +79,11 @@ def plugin_path() -> pathlib.Path:
 class FirmwareStep(protocol.MetaStepRunner):
   """A firmware dir's step under QEMU, callable like the JAX step and IreeStep."""
 
-  def __init__(self, firmware_dir: str | os.PathLike, count_instructions: bool = False):
+  def __init__(self, firmware_dir: str | os.PathLike, count_instructions: bool = False,
+               profile: bool = False):
     self.dir = pathlib.Path(firmware_dir)
+    self.profile = profile
+    count_instructions = count_instructions or profile
     self.meta, self.report, self.info = load_firmware(self.dir)
     self.count_instructions = count_instructions
     self.num_outputs = len(self.meta["outputs"]) - len(self.meta["state"])
@@ -89,6 +92,7 @@ class FirmwareStep(protocol.MetaStepRunner):
     self._proc: subprocess.Popen | None = None
     self._tmp: tempfile.TemporaryDirectory | None = None
     self.hop_instructions: list[int] = []   # instructions of each step run so far
+    self._profile_counts: dict[int, int] = {}  # address -> executions inside steps
 
   # ------------------------------------------------------------------ QEMU process
 
@@ -105,8 +109,11 @@ class FirmwareStep(protocol.MetaStepRunner):
                "-semihosting-config", "enable=on,target=native",
                "-kernel", str((self.dir / self.info["elf"]).resolve())]
     if self.count_instructions:
-      command += ["-plugin", f"{plugin_path()},out={tmp / 'marks.txt'},"
-                             f"mark={self.info['mark_address']}"]
+      plugin = f"{plugin_path()},out={tmp / 'marks.txt'},mark={self.info['mark_address']}"
+      if self.profile:
+        base, size = _text_range(self.dir / self.info["elf"])
+        plugin += f",profile={tmp / 'profile.txt'},base={base},size={size}"
+      command += ["-plugin", plugin]
     self._log = open(tmp / "qemu.log", "wb")
     self._proc = subprocess.Popen(command, cwd=tmp, stdin=subprocess.DEVNULL, stdout=self._log,
                                   stderr=subprocess.STDOUT)
@@ -167,6 +174,7 @@ class FirmwareStep(protocol.MetaStepRunner):
           self._proc.kill()
           self._proc.wait()
       self._read_marks()
+      self._read_profile()
       os.close(self._in)
       os.close(self._out)
       self._log.close()
@@ -266,6 +274,49 @@ class FirmwareStep(protocol.MetaStepRunner):
       raise ExportError("FirmwareStep(..., count_instructions=True) counts instructions")
     self.close()
     return list(self.hop_instructions)
+
+
+  def function_profile(self) -> list[tuple[str, int]]:
+    """(function, instructions) executed inside the steps so far, most first (stops QEMU)."""
+    if not self.profile:
+      raise ExportError("FirmwareStep(..., profile=True) profiles the steps")
+    self.close()
+    starts, names = _functions(self.dir / self.info["elf"])
+    totals: dict[str, int] = {}
+    for address, executed in self._profile_counts.items():
+      i = int(np.searchsorted(starts, address, side="right")) - 1
+      name = names[i] if i >= 0 else "?"
+      totals[name] = totals.get(name, 0) + executed
+    return sorted(totals.items(), key=lambda item: -item[1])
+
+  def _read_profile(self) -> None:
+    """Adds the plugin's per-address counts of the QEMU run that just ended."""
+    path = pathlib.Path(self._tmp.name) / "profile.txt" if self.profile and self._tmp else None
+    if path and path.is_file():
+      for line in path.read_text().splitlines():
+        address, executed = (int(x) for x in line.split())
+        self._profile_counts[address] = self._profile_counts.get(address, 0) + executed
+
+
+def _text_range(elf: pathlib.Path) -> tuple[int, int]:
+  """(lowest address, bytes) spanned by the ELF's executable sections."""
+  from elftools.elf.constants import SH_FLAGS
+  from elftools.elf.elffile import ELFFile
+  with open(elf, "rb") as f:
+    spans = [(s["sh_addr"], s["sh_addr"] + s["sh_size"]) for s in ELFFile(f).iter_sections()
+             if s["sh_flags"] & SH_FLAGS.SHF_EXECINSTR and s["sh_size"]]
+  low = min(a for a, _ in spans)
+  return low, max(b for _, b in spans) - low
+
+
+def _functions(elf: pathlib.Path) -> tuple[np.ndarray, list[str]]:
+  """Function start addresses (sorted, Thumb bit cleared) and names from the ELF's symbols."""
+  from elftools.elf.elffile import ELFFile
+  with open(elf, "rb") as f:
+    table = ELFFile(f).get_section_by_name(".symtab")
+    found = sorted({(int(sym["st_value"]) & ~1, sym.name) for sym in table.iter_symbols()
+                    if sym["st_info"]["type"] == "STT_FUNC" and sym.name} if table else set())
+  return np.asarray([a for a, _ in found], np.int64), [n for _, n in found]
 
 
 def is_firmware_dir(path: str | os.PathLike) -> bool:

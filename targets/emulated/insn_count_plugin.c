@@ -1,10 +1,13 @@
 // QEMU TCG plugin: exact guest-instruction counts for the firmware.
 //
-//   qemu-system-arm ... -plugin insn_count.so,out=FILE,mark=ADDR
+//   qemu-system-arm ... -plugin insn_count.so,out=FILE,mark=ADDR[,profile=FILE2,base=A,size=N]
 //
 // Counts every executed guest instruction and, each time the guest executes the
 // instruction at ADDR (the firmware's kws_count_mark), appends the running count
 // to FILE, so the host gets the instructions between two marks (one hop) exactly.
+// With profile=: also counts, per instruction address in [A, A + N), the executions
+// between a step's two marks, written as "address count" lines to FILE2 at exit (the
+// host maps them to functions with the ELF's symbols).
 // Debian's QEMU loads plugins but ships no qemu-plugin.h, so the few API
 // declarations used are written out here (QEMU plugin API version 1, QEMU 7.x).
 #include <inttypes.h>
@@ -39,12 +42,22 @@ __attribute__((visibility("default"))) int qemu_plugin_version = 1;
 static uint64_t count;  // one vCPU: no atomics needed
 static uint64_t mark = UINT64_MAX;
 static FILE* out;
+static const char* profile_path;
+static uint64_t profile_base, profile_size;
+static uint64_t* profile;  // executions per 2-byte slot (Thumb and RVC instructions)
+static int in_step;        // between a step's two marks
 
 static void on_mark(unsigned int vcpu_index, void* userdata) {
   (void)vcpu_index;
   (void)userdata;
   fprintf(out, "%" PRIu64 "\n", count);
   fflush(out);
+  in_step = !in_step;
+}
+
+static void on_profiled(unsigned int vcpu_index, void* userdata) {
+  (void)vcpu_index;
+  if (in_step) ++profile[(uintptr_t)userdata];
 }
 
 static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb* tb) {
@@ -55,8 +68,13 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb* tb) {
     // Per instruction, not per block: a block left early (exception,
     // semihosting call) still counts only what ran.
     qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, &count, 1);
-    if ((qemu_plugin_insn_vaddr(insn) & ~(uint64_t)1) == mark) {
+    uint64_t vaddr = qemu_plugin_insn_vaddr(insn) & ~(uint64_t)1;
+    if (vaddr == mark) {
       qemu_plugin_register_vcpu_insn_exec_cb(insn, on_mark, QEMU_PLUGIN_CB_NO_REGS, NULL);
+    }
+    if (profile && vaddr >= profile_base && vaddr - profile_base < profile_size) {
+      qemu_plugin_register_vcpu_insn_exec_cb(insn, on_profiled, QEMU_PLUGIN_CB_NO_REGS,
+                                             (void*)(uintptr_t)((vaddr - profile_base) / 2));
     }
   }
 }
@@ -66,6 +84,13 @@ static void on_plugin_exit(qemu_plugin_id_t id, void* userdata) {
   (void)userdata;
   fprintf(out, "total %" PRIu64 "\n", count);
   fclose(out);
+  FILE* p = profile ? fopen(profile_path, "w") : NULL;
+  if (p) {
+    for (uint64_t i = 0; i < profile_size / 2; ++i) {
+      if (profile[i]) fprintf(p, "%" PRIu64 " %" PRIu64 "\n", profile_base + 2 * i, profile[i]);
+    }
+    fclose(p);
+  }
 }
 
 __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t id,
@@ -76,6 +101,13 @@ __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t 
   for (int i = 0; i < argc; ++i) {
     if (strncmp(argv[i], "out=", 4) == 0) path = argv[i] + 4;
     if (strncmp(argv[i], "mark=", 5) == 0) mark = strtoull(argv[i] + 5, NULL, 0) & ~(uint64_t)1;
+    if (strncmp(argv[i], "profile=", 8) == 0) profile_path = argv[i] + 8;
+    if (strncmp(argv[i], "base=", 5) == 0) profile_base = strtoull(argv[i] + 5, NULL, 0);
+    if (strncmp(argv[i], "size=", 5) == 0) profile_size = strtoull(argv[i] + 5, NULL, 0);
+  }
+  if (profile_path && profile_size) {
+    profile = calloc(profile_size / 2 + 1, sizeof(uint64_t));
+    if (!profile) return -1;
   }
   out = path ? fopen(path, "w") : stderr;
   if (!out) return -1;

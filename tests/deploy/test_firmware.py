@@ -103,6 +103,21 @@ def test_instruction_counts_are_exact_and_repeatable(built_firmware, test_clip):
   assert all(10_000 < c < 50_000_000 for c in counts[0])
 
 
+def test_function_profile_accounts_for_the_steps_instructions(built_firmware, test_clip):
+  fw_dir = built_firmware("cortex-m4")
+  step = firmware_runner.FirmwareStep(fw_dir, profile=True)
+  step.run(test_clip[:3 * step.hop_size])
+  profile = step.function_profile()
+  total = sum(step.instructions())
+  names = [name for name, _ in profile]
+  # Every instruction inside the steps is attributed to a function (give or take the two
+  # mark instructions of each step), and the step's own entry point is among them.
+  assert abs(sum(count for _, count in profile) - total) <= 2 * 3
+  assert "kws_runtime_step" in names and any("dispatch" in n for n in names), names[:10]
+  assert "?" not in names
+  assert [c for _, c in profile] == sorted((c for _, c in profile), reverse=True)
+
+
 def test_stream_eval_takes_a_firmware_dir(built_firmware, trained_gru, test_clip):
   from kws_jax.deploy import streaming_step as streaming
   step = streaming.make_step(trained_gru, vad=False, smoothing=False)
