@@ -57,15 +57,16 @@ def push_frame(buffer: Array, item: Array) -> Array:
 def update_when_due(due: Array, update, module: nn.Module, held: PyTree) -> PyTree:
   """`update(module, held)` when `due`, else `held`: a branch skips the work on other steps.
 
-  The holding branch returns zeros and a select keeps the held values, because IREE 3.13
+  The holding branch returns `held + 0.0` (a computed copy, which nothing folds away: only
+  `x + -0.0` is an identity in IEEE arithmetic), not `held` itself, because IREE 3.13
   miscompiles a `lax.cond` whose branch returns its operands: the scanned host chunk of
   the embedding model failed ("ref is null ... hal.buffer_view.create") and so did the
   streaming DS-CNN's Cortex-M4 step ("ref type mismatch ... copy_buffer"); tests/deploy
-  catch both. The select costs one pass over the held values.
+  catch both. (The first workaround, zeros and a select, cost the Cortex-M4 a memset and
+  a select over the held values every hop.)
   """
-  fresh = nn.cond(due, update, lambda _, carry: jax.tree.map(jnp.zeros_like, carry),
-                  module, held)
-  return jax.tree.map(lambda new, old: jnp.where(due, new, old), fresh, held)
+  return nn.cond(due, update, lambda _, carry: jax.tree.map(lambda a: a + 0.0, carry),
+                 module, held)
 
 
 class WindowModel(nn.Module):
