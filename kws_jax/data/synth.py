@@ -42,12 +42,11 @@ import numpy as np
 from kws_jax import audio as audio_io
 from kws_jax.configs.default import KEYWORDS
 from kws_jax.data import running_speech, tts
-from kws_jax.data.synth_effects import NOISE_KINDS, noise_signal, reverb, trim_silence
+from kws_jax.data.synth_effects import NOISE_KINDS, SAMPLE_RATE, noise_signal, reverb, trim_silence
 from kws_jax.data.words import HARD_NEGATIVES, UNKNOWN_WORDS  # noqa: F401 (re-exported)
 from kws_jax.errors import DataError, add_verbose_flag, run_cli
 
 VERSION = "2"  # Bump when the generated audio changes: cached sets are then regenerated.
-SAMPLE_RATE = 16000
 CLIP_SAMPLES = 16000
 TRAIN_ACCENTS = ("en-us", "en", "en-gb-x-rp", "en-gb-x-gbclan", "en-029", "en-us-nyc")
 VALIDATION_ACCENTS = ("en-gb-x-gbcwmd",)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-_SAMPLE_RATE = 16000
+SAMPLE_RATE = 16000  # the synthetic set's rate (kws_jax.data.synth re-exports it)
 NOISE_KINDS = ("white", "pink", "brown", "hum")
 
 
@@ -24,7 +24,7 @@ def reverb(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
   """Room reverb: a noise impulse response decaying 60 dB in rt60 seconds, mixed wet/dry."""
   from scipy import signal
   rt60 = rng.uniform(0.15, 0.7)
-  t = np.arange(int(rt60 * _SAMPLE_RATE)) / _SAMPLE_RATE
+  t = np.arange(int(rt60 * SAMPLE_RATE)) / SAMPLE_RATE
   impulse = rng.standard_normal(t.size) * 10 ** (-3 * t / rt60)
   impulse[0] = 0.0
   wet = signal.fftconvolve(x, impulse)[: x.size + t.size // 2]
@@ -37,14 +37,14 @@ def reverb(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def noise_signal(kind: str, num_samples: int, rng: np.random.Generator) -> np.ndarray:
   """Unit-RMS synthetic noise: white, pink (1/f), brown (1/f^2) or mains hum."""
   if kind == "hum":
-    t = np.arange(num_samples) / _SAMPLE_RATE
+    t = np.arange(num_samples) / SAMPLE_RATE
     base = rng.choice([50.0, 60.0]) * rng.uniform(0.995, 1.005)
     x = sum(rng.uniform(0.2, 1.0) / h * np.sin(2 * np.pi * base * h * t + rng.uniform(0, 2 * np.pi))
             for h in range(1, 8))
     x = x + 0.05 * rng.standard_normal(num_samples)
   else:
     spectrum = np.fft.rfft(rng.standard_normal(num_samples))
-    freqs = np.fft.rfftfreq(num_samples, 1 / _SAMPLE_RATE)
+    freqs = np.fft.rfftfreq(num_samples, 1 / SAMPLE_RATE)
     exponent = {"white": 0.0, "pink": 0.5, "brown": 1.0}[kind]
     spectrum *= 1.0 / np.maximum(freqs, 20.0) ** exponent
     x = np.fft.irfft(spectrum, num_samples)

@@ -82,10 +82,9 @@ class FirmwareStep(protocol.MetaStepRunner):
   def __init__(self, firmware_dir: str | os.PathLike, count_instructions: bool = False,
                profile: bool = False):
     self.dir = pathlib.Path(firmware_dir)
-    self.profile = profile
-    count_instructions = count_instructions or profile
     self.meta, self.report, self.info = load_firmware(self.dir)
-    self.count_instructions = count_instructions
+    self.profile = profile
+    self.count_instructions = count_instructions or profile  # the profile needs the marks
     self.num_outputs = len(self.meta["outputs"]) - len(self.meta["state"])
     self.output_names = [o["name"] for o in self.meta["outputs"][:self.num_outputs]]
     self._initial = export.load_initial_state(self.dir, self.meta)
@@ -274,7 +273,6 @@ class FirmwareStep(protocol.MetaStepRunner):
       raise ExportError("FirmwareStep(..., count_instructions=True) counts instructions")
     self.close()
     return list(self.hop_instructions)
-
 
   def function_profile(self) -> list[tuple[str, int]]:
     """(function, instructions) executed inside the steps so far, most first (stops QEMU)."""

@@ -60,9 +60,10 @@ def update_when_due(due: Array, update, module: nn.Module, held: PyTree) -> PyTr
   The holding branch returns `held + 0.0` (a computed copy, which nothing folds away: only
   `x + -0.0` is an identity in IEEE arithmetic), not `held` itself, because IREE 3.13
   miscompiles a `lax.cond` whose branch returns its operands: the scanned host chunk of
-  the embedding model failed ("ref is null ... hal.buffer_view.create") and so did the
-  streaming DS-CNN's Cortex-M4 step ("ref type mismatch ... copy_buffer"); tests/deploy
-  catch both. (The first workaround, zeros and a select, cost the Cortex-M4 a memset and
+  the embedding model failed ("ref is null ... hal.buffer_view.create"; with `held`
+  itself tests/deploy/test_speech_embedding_export.py still fails) and so did an early,
+  unpacked version of the streaming DS-CNN's Cortex-M4 step ("ref type mismatch ...
+  copy_buffer"). (The first workaround, zeros and a select, cost the Cortex-M4 a memset and
   a select over the held values every hop.)
   """
   return nn.cond(due, update, lambda _, carry: jax.tree.map(lambda a: a + 0.0, carry),
