@@ -109,6 +109,27 @@ def test_window_matches_scipy_periodic(name):
   np.testing.assert_allclose(frontend.window_fn(cfg.window, cfg.window_size), ref, atol=1e-12)
 
 
+@pytest.mark.parametrize("length,n,bins", [(480, 512, 129), (16, 16, 9), (7, 8, 5)])
+def test_half_length_rfft_matches_numpy(length, n, bins):
+  x = np.random.default_rng(length).standard_normal((3, length)).astype(np.float32)
+  re, im = jax.jit(frontend.half_length_rfft, static_argnums=(1, 2))(jnp.asarray(x), n, bins)
+  ref = np.fft.rfft(x.astype(np.float64), n)[:, :bins]   # bins = n/2 + 1 includes Nyquist
+  scale = np.abs(ref).max()
+  np.testing.assert_allclose(np.asarray(re), ref.real, atol=2e-6 * scale)
+  np.testing.assert_allclose(np.asarray(im), ref.imag, atol=2e-6 * scale)
+
+
+@pytest.mark.parametrize("name", ["ell", "tf_speech_commands", "torchaudio"])
+def test_banded_mel_equals_the_filterbank_product(name):
+  params = frontend.make_params(frontend.get_config(name))
+  spec = np.random.default_rng(0).random((5, params.mel.shape[0]))
+  dense = spec @ np.asarray(params.mel, np.float64)
+  banded = (spec[:, np.asarray(params.mel_index)] * np.asarray(params.mel_weights)).sum(-1)
+  np.testing.assert_allclose(banded, dense, rtol=1e-6)
+  # Every nonzero weight of the filterbank is in the band (none dropped).
+  assert np.count_nonzero(params.mel_weights) == np.count_nonzero(params.mel)
+
+
 @pytest.mark.parametrize("name,power", [("tf_speech_commands", 1.0), ("ell", 2.0)])
 def test_dft_and_rfft_spectra_agree(name, power):
   y = synthetic_signal(2)
