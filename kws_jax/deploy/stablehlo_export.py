@@ -123,10 +123,15 @@ def trace(step: StreamingStep, chunk_hops: int | None = None,
   """The flat step (or, with `chunk_hops`, the chunk function) as a jax.export.Exported."""
   inputs, _, _, _ = flat_signature(step)
   args = [jax.ShapeDtypeStruct(tuple(i["shape"]), jnp.dtype(i["dtype"])) for i in inputs]
-  if chunk_hops is None:
-    return jax.export.export(jax.jit(flat_function(step)))(*args)
-  args[0] = jax.ShapeDtypeStruct((chunk_hops, step.hop_size), jnp.float32)
-  return jax.export.export(jax.jit(chunk_function(step, chunk_hops, unroll)))(*args)
+  # Evaluated at trace time, whatever depends only on the weights becomes a constant
+  # (BatchNorm's scale and shift, reshaped kernels): IREE keeps such small elementwise
+  # work inside the dispatches that use it (a sqrt and a divide per channel and call in
+  # every BatchNorm'd matrix product on the Cortex-M4; BUILD.md section 5).
+  with jax.ensure_compile_time_eval():
+    if chunk_hops is None:
+      return jax.export.export(jax.jit(flat_function(step)))(*args)
+    args[0] = jax.ShapeDtypeStruct((chunk_hops, step.hop_size), jnp.float32)
+    return jax.export.export(jax.jit(chunk_function(step, chunk_hops, unroll)))(*args)
 
 
 def check_module_text(text: str, allow_loops: bool = False) -> dict[str, int]:
