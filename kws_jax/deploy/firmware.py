@@ -109,6 +109,7 @@ def _zeros(n: int) -> np.ndarray:
 
 def link(out: pathlib.Path, runtime: pathlib.Path) -> pathlib.Path:
   """Compiles the model's C (EmitC module, step, host link) and links it with the runtime."""
+  out = out.resolve()  # the compiler runs in the runtime's build dir
   compile_flags, link_command = iree_runtime_build.probe_flags(runtime)
   targets = iree_compile.targets_dir()
   objects_dir = out / "firmware_obj"

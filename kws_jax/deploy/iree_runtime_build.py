@@ -40,6 +40,24 @@ _REF_FIELD = ("typedef struct iree_vm_ref_t {\n"
               "  // Will be NULL if the reference points to nothing.\n  void* ptr;")
 _REF_FIELD_FIXED = _REF_FIELD.replace("  void* ptr;", "  iree_alignas(8) void* ptr;")
 _REF_HEADER = "runtime/src/iree/vm/ref.h"
+# Sizes fixed in IREE's sources that cost a microcontroller RAM, made overridable
+# (#ifndef) so that targets/common/iree_bare_metal.h can set them: the device
+# topology's 32 x 32 edge table (16 KB of heap and as much stack while it is built,
+# for one device), the VM invocation's 8 KiB inline stack (zeroed every call; the
+# EmitC module's frames are a few hundred bytes, and the stack grows on the heap if
+# ever needed) and the local-sync device's 4 KiB minimum arena block (every memoized
+# command buffer's resource set takes a block: 36 KB of heap for the streaming
+# DS-CNN; arenas allocate anything larger than a block by itself). Skipped where a
+# source spells them differently: only RAM is at stake.
+_OVERRIDABLE = (("runtime/src/iree/hal/topology.h", "IREE_HAL_TOPOLOGY_MAX_DEVICE_COUNT", "32"),
+                ("runtime/src/iree/vm/stack.h", "IREE_VM_STACK_DEFAULT_SIZE", "(8 * 1024)"))
+_MIN_BLOCK = "IREE_HAL_SYNC_DEVICE_MIN_ARENA_BLOCK_SIZE"
+_REPLACEMENTS = (("runtime/src/iree/hal/drivers/local_sync/sync_device.c",
+                  "  if (params->arena_block_size < 4096) {\n",
+                  f"#ifndef {_MIN_BLOCK}\n#define {_MIN_BLOCK} 4096\n#endif\n"
+                  f"  if (params->arena_block_size < {_MIN_BLOCK}) {{\n"),)
+# Bumped whenever _patch changes, so that cached sources are patched again.
+_PATCH_VERSION = 3
 # What IREE's runtime CMake reads besides runtime/ (a full checkout also has the
 # compiler's sources, which a runtime-only configure never opens).
 _KEEP_WHOLE = ("CMakeLists.txt", "LICENSE", "build_tools", "runtime", "third_party/flatcc",
@@ -105,7 +123,7 @@ def prepared_source(source: str | os.PathLike | None) -> pathlib.Path:
     head = path / ".git" / "HEAD"
     stamp = head.read_text() if head.is_file() else str((path / _REF_HEADER).stat().st_mtime)
     key = hashlib.sha256(f"{path}\n{stamp}".encode()).hexdigest()[:12]
-  dest = cache_root() / f"src-{key}"
+  dest = cache_root() / f"src-{key}-p{_PATCH_VERSION}"
   with _locked(dest.with_suffix(".lock")):
     if not (dest / ".kws_ready").is_file():
       _unpack(path, dest)
@@ -151,13 +169,19 @@ def _copy_runtime_subset(src: pathlib.Path, dst: pathlib.Path) -> None:
 def _patch(root: pathlib.Path, origin: pathlib.Path) -> None:
   header = root / _REF_HEADER
   text = header.read_text()
-  if _REF_FIELD_FIXED in text:
-    return
-  if _REF_FIELD not in text:
-    raise ExportError(f"{origin}: this IREE version's iree_vm_ref_t (in {_REF_HEADER}) is not the "
-                      f"one kws_jax knows how to fix for 32-bit EmitC; use the runtime source "
-                      f"matching iree-base-compiler (BUILD.md section 5)")
-  header.write_text(text.replace(_REF_FIELD, _REF_FIELD_FIXED))
+  if _REF_FIELD_FIXED not in text:
+    if _REF_FIELD not in text:
+      raise ExportError(f"{origin}: this IREE version's iree_vm_ref_t (in {_REF_HEADER}) is not "
+                        f"the one kws_jax knows how to fix for 32-bit EmitC; use the runtime "
+                        f"source matching iree-base-compiler (BUILD.md section 5)")
+    header.write_text(text.replace(_REF_FIELD, _REF_FIELD_FIXED))
+  replacements = [(name, f"#define {macro} {value}\n", f"#ifndef {macro}\n#define {macro} "
+                   f"{value}\n#endif\n") for name, macro, value in _OVERRIDABLE]
+  for name, old, new in replacements + list(_REPLACEMENTS):
+    path = root / name
+    text = path.read_text() if path.is_file() else ""
+    if old in text:
+      path.write_text(text.replace(old, new))
 
 
 class _locked:

@@ -45,7 +45,8 @@ target_include_directories(kws_firmware PRIVATE "${KWS_COMPILED_DIR}" "${CMAKE_C
 target_link_libraries(kws_firmware PRIVATE
   kws_model
   iree::async::platform::js::proactor
-  iree::runtime
+  iree::modules::hal
+  iree::vm
   iree::hal::drivers::local_sync::sync_driver
   iree::hal::local::loaders::static_library_loader
   iree::vm::shims_emitc)

@@ -1,17 +1,24 @@
 // IREE setup and the per-hop call for the firmware (see kws_runtime.h). Device
-// creation follows IREE's samples/static_library/static_library_demo.c; if the
-// runtime predates `iree_hal_device_create_params_t`, build with
-// -DKWS_IREE_LEGACY_DEVICE_API=1.
+// creation follows IREE's samples/static_library/static_library_demo.c. The VM context
+// is built here from the HAL module and the EmitC module rather than through
+// iree/runtime's session: the session sizes its frontier tracker for 256 queue axes
+// (16 KB of heap for the one queue here) and its instance registers every HAL driver,
+// which links IREE's flag parser (a 10 KB static table).
 
 #include "kws_runtime.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "iree/async/frontier_tracker.h"
+#include "iree/async/util/proactor_pool.h"
+#include "iree/base/threading/numa.h"
+#include "iree/hal/device_group.h"
 #include "iree/hal/drivers/local_sync/sync_device.h"
 #include "iree/hal/local/loaders/static_library_loader.h"
 #include "iree/modules/hal/module.h"
-#include "iree/runtime/api.h"
+#include "iree/modules/hal/types.h"
+#include "iree/vm/api.h"
 // This file holds the EmitC module's definitions (and its weights).
 #ifndef EMITC_IMPLEMENTATION
 #define EMITC_IMPLEMENTATION
@@ -20,20 +27,20 @@
 #include "kws_step_io.h"
 #include "kws_step_lib.h"
 
-#if !KWS_IREE_LEGACY_DEVICE_API
-#include "iree/async/util/proactor_pool.h"
-#include "iree/base/threading/numa.h"
-#endif
-
 #ifndef KWS_ARENA_BLOCK_SIZE
-#define KWS_ARENA_BLOCK_SIZE (4 * 1024)  // IREE's minimum
+#define KWS_ARENA_BLOCK_SIZE (1 * 1024)  // iree_bare_metal.h lowers IREE's 4 KiB minimum
 #endif
 
-static iree_runtime_instance_t* g_instance;
+#ifndef KWS_FRONTIER_AXES
+#define KWS_FRONTIER_AXES 4  // queue axes the frontier tracker can name (one device, one queue)
+#endif
+
+static iree_vm_instance_t* g_instance;
 static iree_hal_device_t* g_device;
-static iree_runtime_session_t* g_session;
-static iree_vm_module_t* g_module;
-static iree_runtime_call_t g_call;
+static iree_vm_context_t* g_context;
+static iree_vm_function_t g_function;
+static iree_vm_list_t* g_inputs;
+static iree_vm_list_t* g_outputs;
 // The state lives in buffer views that each call's outputs replace.
 static iree_hal_buffer_view_t* g_state[KWS_NUM_STATE];
 
@@ -132,12 +139,6 @@ static iree_status_t create_device(iree_allocator_t host_allocator, iree_hal_dev
   // The default 32 KiB blocks are sized for host transients; a step's command
   // buffers need far less, and every block is RAM on a microcontroller.
   params.arena_block_size = KWS_ARENA_BLOCK_SIZE;
-#if KWS_IREE_LEGACY_DEVICE_API
-  if (iree_status_is_ok(status)) {
-    status = iree_hal_sync_device_create(identifier, &params, /*loader_count=*/1, &loader,
-                                         device_allocator, host_allocator, out_device);
-  }
-#else
   // Zeroed pool options: no runner thread (there are no threads); the proactor
   // itself comes from generic_proactor.c.
   iree_async_proactor_pool_t* proactor_pool = NULL;
@@ -155,7 +156,6 @@ static iree_status_t create_device(iree_allocator_t host_allocator, iree_hal_dev
                                          host_allocator, out_device);
   }
   iree_async_proactor_pool_release(proactor_pool);
-#endif
   iree_hal_allocator_release(device_allocator);
   iree_hal_executable_loader_release(loader);
   return status;
@@ -178,43 +178,71 @@ int kws_runtime_num_state(void) { return KWS_NUM_STATE; }
 
 size_t kws_runtime_state_bytes(int index) { return kws_state_info[index].bytes; }
 
-iree_status_t kws_runtime_set_state(int index, const void* data, size_t bytes) {
-  if (index < 0 || index >= KWS_NUM_STATE || bytes != kws_state_info[index].bytes) {
-    return iree_make_status(IREE_STATUS_INVALID_ARGUMENT, "state %d: wrong index or size", index);
+static iree_status_t check_range(int index, size_t offset, size_t bytes) {
+  if (index < 0 || index >= KWS_NUM_STATE || offset + bytes > kws_state_info[index].bytes) {
+    return iree_make_status(IREE_STATUS_OUT_OF_RANGE, "state %d: no bytes %d..%d", index,
+                            (int)offset, (int)(offset + bytes));
   }
-  iree_hal_buffer_view_release(g_state[index]);
-  g_state[index] = NULL;
-  return make_view(kws_state_info[index].dims, kws_state_info[index].rank,
-                   kws_state_info[index].element_type, data, bytes, &g_state[index]);
+  return iree_ok_status();
 }
 
-iree_status_t kws_runtime_get_state(int index, void* data, size_t bytes) {
-  if (index < 0 || index >= KWS_NUM_STATE || bytes != kws_state_info[index].bytes) {
-    return iree_make_status(IREE_STATUS_INVALID_ARGUMENT, "state %d: wrong index or size", index);
-  }
-  return iree_hal_device_transfer_d2h(g_device, iree_hal_buffer_view_buffer(g_state[index]), 0,
-                                      data, bytes, IREE_HAL_TRANSFER_BUFFER_FLAG_DEFAULT,
+iree_status_t kws_runtime_write_state(int index, size_t offset, const void* data, size_t bytes) {
+  IREE_RETURN_IF_ERROR(check_range(index, offset, bytes));
+  return iree_hal_device_transfer_h2d(g_device, data, iree_hal_buffer_view_buffer(g_state[index]),
+                                      offset, bytes, IREE_HAL_TRANSFER_BUFFER_FLAG_DEFAULT,
                                       iree_infinite_timeout());
 }
 
+iree_status_t kws_runtime_read_state(int index, size_t offset, void* data, size_t bytes) {
+  IREE_RETURN_IF_ERROR(check_range(index, offset, bytes));
+  return iree_hal_device_transfer_d2h(g_device, iree_hal_buffer_view_buffer(g_state[index]),
+                                      offset, data, bytes, IREE_HAL_TRANSFER_BUFFER_FLAG_DEFAULT,
+                                      iree_infinite_timeout());
+}
+
+// The HAL module over a device group of the one device.
+static iree_status_t create_hal_module(iree_allocator_t host, iree_vm_module_t** out_module) {
+  iree_async_frontier_tracker_options_t options = iree_async_frontier_tracker_options_default();
+  options.axis_table_capacity = KWS_FRONTIER_AXES;
+  iree_async_frontier_tracker_t* tracker = NULL;
+  IREE_RETURN_IF_ERROR(iree_async_frontier_tracker_create(options, host, &tracker));
+  iree_hal_device_group_t* group = NULL;
+  iree_status_t status = iree_hal_device_group_create_from_device(g_device, tracker, host, &group);
+  iree_async_frontier_tracker_release(tracker);
+  if (iree_status_is_ok(status)) {
+    status = iree_hal_module_create(g_instance, iree_hal_module_device_policy_default(), group,
+                                    IREE_HAL_MODULE_FLAG_NONE, iree_hal_module_debug_sink_null(),
+                                    host, out_module);
+  }
+  iree_hal_device_group_release(group);
+  return status;
+}
+
 iree_status_t kws_runtime_create(void) {
-  iree_runtime_instance_options_t instance_options;
-  iree_runtime_instance_options_initialize(&instance_options);
-  IREE_RETURN_IF_ERROR(iree_runtime_instance_create(&instance_options, iree_allocator_system(),
-                                                    &g_instance));
-  IREE_RETURN_IF_ERROR(create_device(iree_allocator_system(), &g_device));
-  iree_runtime_session_options_t session_options;
-  iree_runtime_session_options_initialize(&session_options);
-  IREE_RETURN_IF_ERROR(iree_runtime_session_create_with_device(
-      g_instance, &session_options, g_device, iree_runtime_instance_host_allocator(g_instance),
-      &g_session));
-  IREE_RETURN_IF_ERROR(jit_kws_step_create(iree_runtime_instance_vm_instance(g_instance),
-                                           iree_allocator_system(), &g_module));
-  IREE_RETURN_IF_ERROR(iree_runtime_session_append_module(g_session, g_module));
-  IREE_RETURN_IF_ERROR(iree_runtime_call_initialize_by_name(
-      g_session, iree_make_cstring_view(KWS_FUNCTION), &g_call));
+  iree_allocator_t host = iree_allocator_system();
+  IREE_RETURN_IF_ERROR(iree_vm_instance_create(IREE_VM_TYPE_CAPACITY_DEFAULT, host, &g_instance));
+  IREE_RETURN_IF_ERROR(iree_hal_module_register_all_types(g_instance));
+  IREE_RETURN_IF_ERROR(create_device(host, &g_device));
+  iree_vm_module_t* modules[2] = {NULL, NULL};
+  iree_status_t status = create_hal_module(host, &modules[0]);
+  if (iree_status_is_ok(status)) status = jit_kws_step_create(g_instance, host, &modules[1]);
+  if (iree_status_is_ok(status)) {
+    status = iree_vm_context_create_with_modules(g_instance, IREE_VM_CONTEXT_FLAG_NONE,
+                                                 IREE_ARRAYSIZE(modules), modules, host,
+                                                 &g_context);
+  }
+  for (int i = 0; i < 2; ++i) iree_vm_module_release(modules[i]);
+  IREE_RETURN_IF_ERROR(status);
+  IREE_RETURN_IF_ERROR(iree_vm_context_resolve_function(
+      g_context, iree_make_cstring_view(KWS_FUNCTION), &g_function));
+  IREE_RETURN_IF_ERROR(iree_vm_list_create(iree_vm_make_undefined_type_def(), KWS_NUM_INPUTS,
+                                           host, &g_inputs));
+  IREE_RETURN_IF_ERROR(iree_vm_list_create(iree_vm_make_undefined_type_def(), KWS_NUM_OUTPUTS,
+                                           host, &g_outputs));
   for (int i = 0; i < KWS_NUM_STATE; ++i) {
-    IREE_RETURN_IF_ERROR(kws_runtime_set_state(i, kws_state_info[i].init, kws_state_info[i].bytes));
+    IREE_RETURN_IF_ERROR(make_view(kws_state_info[i].dims, kws_state_info[i].rank,
+                                   kws_state_info[i].element_type, kws_state_info[i].init,
+                                   kws_state_info[i].bytes, &g_state[i]));
   }
   return iree_ok_status();
 }
@@ -222,21 +250,30 @@ iree_status_t kws_runtime_create(void) {
 // Non-state outputs are small (class scores, VAD flag): read back through one buffer.
 static uint8_t g_output_scratch[1024];
 
+static iree_status_t push_input(iree_hal_buffer_view_t* view) {
+  iree_vm_ref_t ref = iree_hal_buffer_view_retain_ref(view);
+  return iree_vm_list_push_ref_move(g_inputs, &ref);
+}
+
 iree_status_t kws_runtime_step(const float* samples, kws_output_fn emit, void* user) {
   static const int32_t hop_dims[1] = {KWS_HOP_SIZE};
   iree_hal_buffer_view_t* input = NULL;
   iree_status_t status = make_view(hop_dims, 1, IREE_HAL_ELEMENT_TYPE_FLOAT_32, samples,
                                    KWS_HOP_SIZE * sizeof(float), &input);
-  if (iree_status_is_ok(status)) status = iree_runtime_call_inputs_push_back_buffer_view(&g_call, input);
+  if (iree_status_is_ok(status)) status = push_input(input);
   iree_hal_buffer_view_release(input);
   for (int i = 0; i < KWS_NUM_STATE && iree_status_is_ok(status); ++i) {
-    status = iree_runtime_call_inputs_push_back_buffer_view(&g_call, g_state[i]);
+    status = push_input(g_state[i]);
   }
-  if (iree_status_is_ok(status)) status = iree_runtime_call_invoke(&g_call, /*flags=*/0);
+  if (iree_status_is_ok(status)) {
+    status = iree_vm_invoke(g_context, g_function, IREE_VM_INVOCATION_FLAG_NONE,
+                            /*policy=*/NULL, g_inputs, g_outputs, iree_allocator_system());
+  }
+  iree_vm_list_clear(g_inputs);
   // Outputs: logits, scores, (VAD/smoothing outputs), then the new state.
   for (int i = 0; i < KWS_NUM_OUTPUTS - KWS_NUM_STATE && iree_status_is_ok(status); ++i) {
-    iree_hal_buffer_view_t* out = NULL;
-    status = iree_runtime_call_outputs_pop_front_buffer_view(&g_call, &out);
+    iree_hal_buffer_view_t* out = iree_vm_list_get_buffer_view_assign(g_outputs, i);
+    if (!out) status = iree_make_status(IREE_STATUS_INTERNAL, "output %d is not a buffer view", i);
     iree_host_size_t bytes = iree_status_is_ok(status) ? iree_hal_buffer_view_byte_length(out) : 0;
     if (iree_status_is_ok(status) && bytes > sizeof(g_output_scratch)) {
       status = iree_make_status(IREE_STATUS_OUT_OF_RANGE, "output %d has %d bytes", i, (int)bytes);
@@ -248,22 +285,22 @@ iree_status_t kws_runtime_step(const float* samples, kws_output_fn emit, void* u
                                             iree_infinite_timeout());
     }
     if (iree_status_is_ok(status)) status = emit(i, g_output_scratch, bytes, user);
-    iree_hal_buffer_view_release(out);
   }
   for (int i = 0; i < KWS_NUM_STATE && iree_status_is_ok(status); ++i) {
     iree_hal_buffer_view_release(g_state[i]);
-    g_state[i] = NULL;
-    status = iree_runtime_call_outputs_pop_front_buffer_view(&g_call, &g_state[i]);
+    g_state[i] = iree_vm_list_get_buffer_view_retain(g_outputs,
+                                                     KWS_NUM_OUTPUTS - KWS_NUM_STATE + i);
+    if (!g_state[i]) status = iree_make_status(IREE_STATUS_INTERNAL, "state %d is missing", i);
   }
-  iree_runtime_call_reset(&g_call);
+  iree_vm_list_clear(g_outputs);
   return status;
 }
 
 void kws_runtime_destroy(void) {
   for (int i = 0; i < KWS_NUM_STATE; ++i) iree_hal_buffer_view_release(g_state[i]);
-  iree_runtime_call_deinitialize(&g_call);
-  iree_vm_module_release(g_module);
-  iree_runtime_session_release(g_session);
+  iree_vm_list_release(g_inputs);
+  iree_vm_list_release(g_outputs);
+  iree_vm_context_release(g_context);
   iree_hal_device_release(g_device);
-  iree_runtime_instance_release(g_instance);
+  iree_vm_instance_release(g_instance);
 }

@@ -19,9 +19,10 @@ void kws_runtime_destroy(void);
 
 int kws_runtime_num_state(void);
 size_t kws_runtime_state_bytes(int index);
-// Replaces state `index` with `bytes` of raw row-major data (its meta.json dtype).
-iree_status_t kws_runtime_set_state(int index, const void* data, size_t bytes);
-iree_status_t kws_runtime_get_state(int index, void* data, size_t bytes);
+// Writes / reads bytes offset..offset+bytes of state `index` (raw row-major data of its
+// meta.json dtype), in place: a caller needs no buffer of a whole state array.
+iree_status_t kws_runtime_write_state(int index, size_t offset, const void* data, size_t bytes);
+iree_status_t kws_runtime_read_state(int index, size_t offset, void* data, size_t bytes);
 
 // One hop of KWS_HOP_SIZE samples; the new state stays on the device.
 iree_status_t kws_runtime_step(const float* samples, kws_output_fn emit, void* user);

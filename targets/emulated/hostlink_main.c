@@ -44,7 +44,7 @@ static iree_status_t write_all(const void* data, size_t bytes) {
 }
 
 // A reply is collected first so that a failing step sends only the failure status.
-static uint8_t g_reply[4096];
+static uint8_t g_reply[1024];
 static size_t g_reply_bytes;
 
 static iree_status_t collect_output(int index, const void* data, size_t bytes, void* user) {
@@ -62,7 +62,8 @@ static iree_status_t collect_output(int index, const void* data, size_t bytes, v
 // (kws_jax.deploy.firmware.MARK_SYMBOL), before and after each step.
 __attribute__((noinline, used)) void kws_count_mark(void) { __asm volatile("" ::: "memory"); }
 
-static uint8_t* g_state_buffer;  // the largest state array's size, allocated at start
+// State arrays travel in chunks of this many bytes (not a buffer of the largest one).
+static uint8_t g_chunk[256];
 
 static iree_status_t handle(uint32_t command) {
   static const uint32_t ok = 0;
@@ -80,17 +81,23 @@ static iree_status_t handle(uint32_t command) {
     }
     case KWS_SET_STATE:
       for (int i = 0; i < kws_runtime_num_state(); ++i) {
-        size_t bytes = kws_runtime_state_bytes(i);
-        if (!read_all(g_state_buffer, bytes)) return iree_make_status(IREE_STATUS_DATA_LOSS, "short state");
-        IREE_RETURN_IF_ERROR(kws_runtime_set_state(i, g_state_buffer, bytes));
+        for (size_t at = 0, n; at < kws_runtime_state_bytes(i); at += n) {
+          n = kws_runtime_state_bytes(i) - at < sizeof(g_chunk) ? kws_runtime_state_bytes(i) - at
+                                                                 : sizeof(g_chunk);
+          if (!read_all(g_chunk, n)) return iree_make_status(IREE_STATUS_DATA_LOSS, "short state");
+          IREE_RETURN_IF_ERROR(kws_runtime_write_state(i, at, g_chunk, n));
+        }
       }
       return write_all(&ok, sizeof(ok));
     case KWS_GET_STATE:
       IREE_RETURN_IF_ERROR(write_all(&ok, sizeof(ok)));
       for (int i = 0; i < kws_runtime_num_state(); ++i) {
-        size_t bytes = kws_runtime_state_bytes(i);
-        IREE_RETURN_IF_ERROR(kws_runtime_get_state(i, g_state_buffer, bytes));
-        IREE_RETURN_IF_ERROR(write_all(g_state_buffer, bytes));
+        for (size_t at = 0, n; at < kws_runtime_state_bytes(i); at += n) {
+          n = kws_runtime_state_bytes(i) - at < sizeof(g_chunk) ? kws_runtime_state_bytes(i) - at
+                                                                 : sizeof(g_chunk);
+          IREE_RETURN_IF_ERROR(kws_runtime_read_state(i, at, g_chunk, n));
+          IREE_RETURN_IF_ERROR(write_all(g_chunk, n));
+        }
       }
       return iree_ok_status();
     case KWS_INFO: {
@@ -109,11 +116,6 @@ int main(void) {
     fprintf(stderr, "kws firmware: cannot open the kws_in/kws_out pipes (semihosting)\n");
     return 2;
   }
-  size_t largest = 1;
-  for (int i = 0; i < kws_runtime_num_state(); ++i) {
-    if (kws_runtime_state_bytes(i) > largest) largest = kws_runtime_state_bytes(i);
-  }
-  g_state_buffer = malloc(largest);
   iree_status_t status = kws_runtime_create();
   uint32_t command = KWS_QUIT;
   while (iree_status_is_ok(status) && read_all(&command, sizeof(command)) && command != KWS_QUIT) {

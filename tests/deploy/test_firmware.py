@@ -160,6 +160,36 @@ def test_bad_iree_source_is_a_one_line_error(compiled, tmp_path, capsys, monkeyp
   assert "no such IREE source dir or tarball" in err
 
 
+def test_cached_sources_get_the_fixes_and_overridable_sizes(tmp_path, monkeypatch):
+  monkeypatch.setenv("KWS_CACHE_DIR", str(tmp_path / "cache"))
+  src = tmp_path / "iree"
+  files = {
+      "runtime/src/iree/runtime/api.h": "",
+      "CMakeLists.txt": "",
+      "third_party/flatcc/README": "",
+      iree_runtime_build._REF_HEADER: f"// ref\n{iree_runtime_build._REF_FIELD}\n",
+      "runtime/src/iree/hal/topology.h": "#define IREE_HAL_TOPOLOGY_MAX_DEVICE_COUNT 32\n",
+      "runtime/src/iree/vm/stack.h": "#define IREE_VM_STACK_DEFAULT_SIZE (8 * 1024)\n",
+      "runtime/src/iree/hal/drivers/local_sync/sync_device.c":
+          "void f(void) {\n  if (params->arena_block_size < 4096) {\n  }\n}\n",
+  }
+  for name, text in files.items():
+    (src / name).parent.mkdir(parents=True, exist_ok=True)
+    (src / name).write_text(text)
+  root = iree_runtime_build.prepared_source(src)
+  assert "iree_alignas(8) void* ptr;" in (root / iree_runtime_build._REF_HEADER).read_text()
+  for name, macro in [("runtime/src/iree/hal/topology.h", "IREE_HAL_TOPOLOGY_MAX_DEVICE_COUNT"),
+                      ("runtime/src/iree/vm/stack.h", "IREE_VM_STACK_DEFAULT_SIZE"),
+                      ("runtime/src/iree/hal/drivers/local_sync/sync_device.c",
+                       "IREE_HAL_SYNC_DEVICE_MIN_ARENA_BLOCK_SIZE")]:
+    assert f"#ifndef {macro}\n#define {macro} " in (root / name).read_text(), name
+  # iree_bare_metal.h (force-included into every runtime file) sets each of them.
+  header = (iree_compile.targets_dir() / "common" / "iree_bare_metal.h").read_text()
+  for macro in ("IREE_HAL_TOPOLOGY_MAX_DEVICE_COUNT 1", "IREE_VM_STACK_DEFAULT_SIZE",
+                "IREE_HAL_SYNC_DEVICE_MIN_ARENA_BLOCK_SIZE 1024"):
+    assert f"#define {macro}" in header
+
+
 def test_missing_cross_compiler_names_the_debian_packages(compiled, tmp_path, capsys, monkeypatch):
   monkeypatch.setenv("PATH", str(tmp_path))   # no arm-none-eabi-gcc on it
   out = tmp_path / "m4"
