@@ -103,6 +103,15 @@ def test_instruction_counts_are_exact_and_repeatable(built_firmware, test_clip):
   assert all(10_000 < c < 50_000_000 for c in counts[0])
 
 
+def test_instruction_bench_compares_with_a_reference_runner(built_firmware, compiled, test_clip):
+  from kws_jax.bench import firmware_instructions
+  r = firmware_instructions.measure(str(built_firmware("cortex-m4")), test_clip, 12,
+                                    against=str(compiled("host-cpu")))
+  diff = r["max_abs_difference"]
+  assert set(diff) == {"logits", "scores", "state"}
+  assert max(diff.values()) < 1e-4 and r["hops"] == 12
+
+
 def test_function_profile_accounts_for_the_steps_instructions(built_firmware, test_clip):
   fw_dir = built_firmware("cortex-m4")
   step = firmware_runner.FirmwareStep(fw_dir, profile=True)
@@ -227,9 +236,6 @@ def int8_dirs(trained_gru, tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=ExportError,
-                   reason="int8 matrix products fail in the firmware runtime (b48a5955): "
-                          "command_buffer_validation OUT_OF_RANGE; BUILD.md section 5")
 def test_int8_cortex_m4_firmware_matches_the_int8_host_module(int8_dirs, test_clip):
   from kws_jax.deploy import iree_runner
   reason = _missing_tools("cortex-m4")
