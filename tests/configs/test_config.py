@@ -20,7 +20,8 @@ from kws_jax.train import loop, optimizer
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.py"))
 REAL_DATA = ("ell_gru128", "ell_lstm", "tf_conv", "tf_low_latency_conv", "torchaudio_cnn",
-             "sc12_real", "sc12_embedding", "sc12_student", "few_shot")
+             "sc12_real", "sc12_embedding", "sc12_student", "sc12_streaming",
+             "sc12_student_streaming", "few_shot")
 
 
 def small_config() -> ml_collections.ConfigDict:
@@ -63,7 +64,7 @@ def test_experiment_recipes_match_their_sources():
     assert c.train.optimizer == "adam" and c.train.schedule == "piecewise"
     assert tuple(c.train.piecewise_rates) == (1e-3, 1e-4)
   # The strong real-speech recipe and the distilled student fit the 100 k parameter budget.
-  for name in ("sc12_real", "sc12_student"):
+  for name in ("sc12_real", "sc12_student", "sc12_student_streaming"):
     _, model, frames, features = builder.build(load(name), 12, 16000)
     shapes = jax.eval_shape(lambda k: builder.init_variables(model, frames, features, k),
                             jax.random.key(0))
@@ -71,6 +72,10 @@ def test_experiment_recipes_match_their_sources():
   student = load("sc12_student")
   assert student.distill.teacher and 0 < student.distill.weight < 1
   assert student.model.to_dict() == load("sc12_real").model.to_dict()
+  streaming = load("sc12_student_streaming")
+  assert streaming.model.to_dict() == {**load("sc12_streaming").model.to_dict(), "bn_momentum": 0.9}
+  assert streaming.distill.to_dict() == student.distill.to_dict()
+  assert streaming.train.epochs == 40
 
 
 @pytest.mark.parametrize("name", REAL_DATA)
