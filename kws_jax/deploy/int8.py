@@ -140,6 +140,8 @@ class _Interpreter:
       elif name in _CALL_OPS and _inner_jaxpr(eqn) is not None:
         inner = _inner_jaxpr(eqn)
         outs = self.run(inner.jaxpr, inner.consts, invals, in_origins)
+      elif name == "cond":
+        outs = self._cond(eqn, invals, in_origins)
       elif name in _LAYOUT_OPS and in_origins[0] is not None and _is_float(eqn.outvars[0]):
         if isinstance(invals[0], (_Dropped, jax.ShapeDtypeStruct)):
           outs = [invals[0]]
@@ -165,6 +167,30 @@ class _Interpreter:
     with eqn.ctx.manager:
       out = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
     return out if eqn.primitive.multiple_results else [out]
+
+  def _cond(self, eqn, invals, in_origins):
+    """`lax.cond` / `lax.switch` (e.g. a streaming layer's column computed every k hops):
+    each branch interpreted, the weights reaching it as operands keep their origin."""
+    branches = eqn.params["branches"]
+    index, operands, origins = invals[0], invals[1:], in_origins[1:]
+    if self.planning:
+      for branch in branches:
+        self.run(branch.jaxpr, branch.consts, operands, origins)
+      return [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in eqn.outvars]
+    # Dropped weights are read by the quantized products from `qweights`, so only the
+    # other operands go through the switch; each branch puts the placeholders back.
+    live = [i for i, value in enumerate(operands) if not isinstance(value, _Dropped)]
+
+    def branch_fn(branch):
+      def run(*values):
+        full = list(operands)
+        for i, value in zip(live, values):
+          full[i] = value
+        return self.run(branch.jaxpr, branch.consts, full, origins)
+      return run
+    with eqn.ctx.manager:
+      return list(jax.lax.switch(index, [branch_fn(b) for b in branches],
+                                 *[operands[i] for i in live]))
 
   def _dot(self, eqn, invals, in_origins):
     key = f"dot{self.counter}"

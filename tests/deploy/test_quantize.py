@@ -94,6 +94,27 @@ def test_conv_model_kernels_are_quantized(test_clip):
   assert 0 < diff < 0.02, diff
 
 
+def test_weights_inside_a_cond_are_quantized(test_clip):
+  """dscnn_streaming computes its column under lax.cond every second hop: the products in
+  the branch (the first convolution's patch product, pointwise kernels, head) become int8,
+  the branch that holds the state still runs, and the step stays close to float."""
+  trained = tiny_trained("tf_speech_commands", "dscnn_streaming",
+                         features={"hop_size": 320, "num_mfcc": 10}, filters=8, num_blocks=2)
+  step = streaming.make_step(trained, vad=False, smoothing=False)
+  qstep, report = int8.quantize_step(step)
+  assert {"params/conv/kernel", "params/pointwise_0/kernel", "params/pointwise_1/kernel",
+          "params/fc/kernel"} <= set(report["quantized"])
+  _, ref = step.run(test_clip)
+  _, got = qstep.run(test_clip)
+  scores, ref_scores = np.asarray(got["scores"]), np.asarray(ref["scores"])
+  # The scores change on the same hops (every second one) in both: both branches ran.
+  changed = np.any(np.diff(scores, axis=0) != 0, axis=1)
+  ref_changed = np.any(np.diff(ref_scores, axis=0) != 0, axis=1)
+  assert np.array_equal(changed, ref_changed) and 0 < changed.sum() < changed.size
+  diff = np.abs(scores - ref_scores).max()
+  assert 0 < diff < 0.02, diff
+
+
 def test_quantized_step_close_to_float(trained_gru, test_clip):
   step = streaming.make_step(trained_gru)
   qstep, report = int8.quantize_step(step)
