@@ -12,7 +12,7 @@
 // Called by kws_runtime_step for each non-state output, in meta.json order.
 typedef iree_status_t (*kws_output_fn)(int index, const void* data, size_t bytes, void* user);
 
-// Creates the instance, device (local-sync + static library), session and module,
+// Creates the VM instance, device (local-sync + static library), HAL module, model and context,
 // and the state from kws_step_io.h's initial values.
 iree_status_t kws_runtime_create(void);
 void kws_runtime_destroy(void);
