@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 from typing import Any, Sequence
 
+import jax
 import numpy as np
 
 from kws_jax import audio as audio_lib
@@ -38,7 +40,6 @@ def synthetic_audio(samples: int, sample_rate: int = 16000) -> np.ndarray:
 
 def reference_runner(path: str):
   """The JAX step of a training workdir, or the host IREE module of a compiled dir."""
-  import pathlib
   if (pathlib.Path(path) / "config.json").is_file():
     from kws_jax.deploy import streaming_step
     from kws_jax.runs import trained_model
@@ -49,7 +50,6 @@ def reference_runner(path: str):
 
 def largest_difference(got: tuple, want: tuple) -> dict[str, float]:
   """max |got - want| of each output and of the state, for two (state, outputs) results."""
-  import jax
   (state, outputs), (ref_state, ref_outputs) = got, want
   diff = {name: float(np.abs(np.asarray(outputs[name]) - np.asarray(ref_outputs[name])).max())
           for name in ref_outputs}

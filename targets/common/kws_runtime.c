@@ -231,7 +231,7 @@ iree_status_t kws_runtime_create(void) {
                                                  IREE_ARRAYSIZE(modules), modules, host,
                                                  &g_context);
   }
-  for (int i = 0; i < 2; ++i) iree_vm_module_release(modules[i]);
+  for (size_t i = 0; i < IREE_ARRAYSIZE(modules); ++i) iree_vm_module_release(modules[i]);
   IREE_RETURN_IF_ERROR(status);
   IREE_RETURN_IF_ERROR(iree_vm_context_resolve_function(
       g_context, iree_make_cstring_view(KWS_FUNCTION), &g_function));

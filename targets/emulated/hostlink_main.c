@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -65,6 +64,12 @@ __attribute__((noinline, used)) void kws_count_mark(void) { __asm volatile("" ::
 // State arrays travel in chunks of this many bytes (not a buffer of the largest one).
 static uint8_t g_chunk[256];
 
+// Bytes of state `index`'s chunk starting at byte `at`.
+static size_t chunk_bytes(int index, size_t at) {
+  size_t left = kws_runtime_state_bytes(index) - at;
+  return left < sizeof(g_chunk) ? left : sizeof(g_chunk);
+}
+
 static iree_status_t handle(uint32_t command) {
   static const uint32_t ok = 0;
   static float samples[KWS_HOP_SIZE];
@@ -82,8 +87,7 @@ static iree_status_t handle(uint32_t command) {
     case KWS_SET_STATE:
       for (int i = 0; i < kws_runtime_num_state(); ++i) {
         for (size_t at = 0, n; at < kws_runtime_state_bytes(i); at += n) {
-          n = kws_runtime_state_bytes(i) - at < sizeof(g_chunk) ? kws_runtime_state_bytes(i) - at
-                                                                 : sizeof(g_chunk);
+          n = chunk_bytes(i, at);
           if (!read_all(g_chunk, n)) return iree_make_status(IREE_STATUS_DATA_LOSS, "short state");
           IREE_RETURN_IF_ERROR(kws_runtime_write_state(i, at, g_chunk, n));
         }
@@ -93,8 +97,7 @@ static iree_status_t handle(uint32_t command) {
       IREE_RETURN_IF_ERROR(write_all(&ok, sizeof(ok)));
       for (int i = 0; i < kws_runtime_num_state(); ++i) {
         for (size_t at = 0, n; at < kws_runtime_state_bytes(i); at += n) {
-          n = kws_runtime_state_bytes(i) - at < sizeof(g_chunk) ? kws_runtime_state_bytes(i) - at
-                                                                 : sizeof(g_chunk);
+          n = chunk_bytes(i, at);
           IREE_RETURN_IF_ERROR(kws_runtime_read_state(i, at, g_chunk, n));
           IREE_RETURN_IF_ERROR(write_all(g_chunk, n));
         }
