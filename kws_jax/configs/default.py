@@ -55,6 +55,12 @@ def data_config() -> ml_collections.ConfigDict:
       "speed_perturb": 0.0,
       "background_volume": 0.1,
       "background_frequency": 0.8,
+      # "volume": TF's noise at an absolute volume up to background_volume (Speech Commands'
+      # recordings are quiet: ~35 dB under the words); "snr": noise at an SNR uniform in
+      # [background_snr_min_db, background_snr_max_db] dB of each clip (ops.augment).
+      "background_mode": "volume",
+      "background_snr_min_db": 0.0,
+      "background_snr_max_db": 20.0,
       # Gain uniform in [gain_min_db, gain_max_db] dB on every clip after the noise mix
       # (ops.augment.random_gain: other microphone levels); 0, 0 = off, as in TF.
       "gain_min_db": 0.0,

@@ -4,5 +4,5 @@ tensorflow-datasets, an offline synthetic keyword set, and the training input pi
 Modules: `folder` (tfds array_record builder, no TensorFlow), `speech_commands`
 (tfds builder; needs `pip install 'kws_jax[tfds]'`), `synth` (espeak-ng keyword
 set; `pip install 'kws_jax[synth]'`), `pipeline` (`load_dataset`, `training_epoch`,
-`make_augment_fn`, `batches`). Import the one you need; this package imports none.
+`batches`), `augmentation` (`make_augment_fn`). Import the one you need; this package imports none.
 """

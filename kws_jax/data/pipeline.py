@@ -6,10 +6,12 @@ tfds `speech_commands` builder or the offline synthetic set) into int16 arrays.
 `unknown_percentage` % as many `_unknown_` clips (a fresh random subset each
 epoch; TF draws one subset for the whole run) and `silence_percentage` % as
 many all-zero `_silence_` clips, shuffled deterministically from (seed, epoch).
-`make_augment_fn` does the rest inside jitted code: int16 -> float, speed
+`augmentation.make_augment_fn` does the rest inside jitted code: int16 -> float, speed
 perturbation (off by default; TF has none), time shift, background mixing
 (silence clips always get noise at a volume up to 1.0, others with probability
-`background_frequency` up to `background_volume`), then a random gain in
+`background_frequency` up to `background_volume`; or, with `background_mode="snr"`,
+every clip's noise at an SNR uniform in [`background_snr_min_db`,
+`background_snr_max_db`]), then a random gain in
 [`gain_min_db`, `gain_max_db`] on every clip (off by default).
 
 Validation and test splits from a plain word folder get the same rebalancing
@@ -32,17 +34,14 @@ import dataclasses
 import math
 import os
 import warnings
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from kws_jax import audio as audio_io
 from kws_jax.data import folder as folder_lib
 from kws_jax.errors import ConfigError, DataError
-from kws_jax.ops import augment as augment_ops
 
 SILENCE_INDEX = 0
 UNKNOWN_INDEX = 1
@@ -203,42 +202,6 @@ def training_epoch(ds: Dataset, cfg: ml_collections.ConfigDict, epoch_index: int
   return Split(audio, out_labels, speakers)
 
 
-def make_augment_fn(cfg: ml_collections.ConfigDict, ds: Dataset
-                    ) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array]:
-  """Jitted `augment(key, audio_int16 (B, S), labels (B,)) -> float32 (B, S)`."""
-  if ds.label_names[SILENCE_INDEX] != folder_lib.SILENCE_LABEL:
-    raise DataError(f"label 0 is {ds.label_names[0]!r}, expected _silence_")
-  max_shift = int(round(cfg.time_shift_ms * ds.sample_rate / 1000))
-  bank = None if ds.background is None else jnp.asarray(ds.background, jnp.float32)
-  volume = float(cfg.background_volume)
-  frequency = float(cfg.background_frequency)
-  speed = float(cfg.get("speed_perturb", 0.0))
-  gain_db = (float(cfg.get("gain_min_db", 0.0)), float(cfg.get("gain_max_db", 0.0)))
-
-  def augment(key, audio, labels):
-    x = jnp.asarray(audio).astype(jnp.float32) / audio_io.INT16_SCALE
-    key_shift, key_mix = jax.random.split(key)
-    if speed > 0:
-      # Its own key (folded, not split) so that speed_perturb=0 draws the same shifts and
-      # noise as before the option existed.
-      x = jax.vmap(augment_ops.speed_perturb, (0, 0, None))(
-          jax.random.split(jax.random.fold_in(key, 7), x.shape[0]), x, speed)
-    if max_shift > 0:
-      x = jax.vmap(augment_ops.time_shift, (0, 0, None))(
-          jax.random.split(key_shift, x.shape[0]), x, max_shift)
-    if bank is not None:
-      is_silence = jnp.asarray(labels) == SILENCE_INDEX
-      volume_max = jnp.where(is_silence, 1.0, volume)
-      x = jax.vmap(augment_ops.mix_background, (0, 0, None, 0, None, 0))(
-          jax.random.split(key_mix, x.shape[0]), x, bank, volume_max, frequency, is_silence)
-    if gain_db != (0.0, 0.0):
-      x = jax.vmap(augment_ops.random_gain, (0, 0, None, None))(
-          jax.random.split(jax.random.fold_in(key, 11), x.shape[0]), x, *gain_db)
-    return x
-
-  return jax.jit(augment)
-
-
 def batches(split: Split, batch_size: int, drop_remainder: bool = True
             ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """(audio int16 (B, S), labels int32 (B,)) in the split's order."""
@@ -295,6 +258,13 @@ def _check_config(cfg) -> None:
   if cfg.get("gain_min_db", 0.0) > cfg.get("gain_max_db", 0.0):
     raise ConfigError(f"data.gain_min_db ({cfg.gain_min_db}) is above data.gain_max_db "
                       f"({cfg.gain_max_db}); give the range low, high in dB")
+  if cfg.get("background_mode", "volume") not in ("volume", "snr"):
+    raise ConfigError(f"data.background_mode must be 'volume' (TF's absolute noise volume) or "
+                      f"'snr' (noise scaled to a random SNR), got {cfg.background_mode!r}")
+  if cfg.get("background_snr_min_db", 0.0) > cfg.get("background_snr_max_db", 20.0):
+    raise ConfigError(f"data.background_snr_min_db ({cfg.background_snr_min_db}) is above "
+                      f"data.background_snr_max_db ({cfg.background_snr_max_db}); give the "
+                      "range low, high in dB")
   if cfg.background_volume < 0 or cfg.time_shift_ms < 0:
     raise ConfigError("data.background_volume and data.time_shift_ms must be >= 0")
   if cfg.on_bad_file not in ("skip", "error"):

@@ -33,8 +33,8 @@ import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
 from kws_jax import models
+from kws_jax.data import augmentation, pipeline
 from kws_jax.data import checks as data_checks
-from kws_jax.data import pipeline
 from kws_jax.errors import DataError, TrainingError
 from kws_jax.evaluation import classification, plots
 from kws_jax.models import builder
@@ -128,7 +128,7 @@ def setup(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> TrainingR
   tx = frozen.split_optimizer(tx, model, params, train, schedule)  # pretrained parts
   teacher = distill.make_teacher(config.get("distill"), label_names)
   train_chunk = step.make_train_chunk(model, frontend_params,
-                                      pipeline.make_augment_fn(config.data, ds), tx, train,
+                                      augmentation.make_augment_fn(config.data, ds), tx, train,
                                       len(label_names), seed, teacher=teacher,
                                       distill=config.get("distill"), mesh=mesh)
   return TrainingRun(

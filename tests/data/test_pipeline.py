@@ -11,7 +11,7 @@ import pytest
 from data_helpers import add_bad_files, make_word_folder
 
 from kws_jax.configs import default as config_default
-from kws_jax.data import pipeline
+from kws_jax.data import augmentation, pipeline
 from kws_jax.errors import ConfigError, DataError, KwsError
 
 
@@ -87,7 +87,7 @@ def test_augment_shifts_and_mixes_as_tf(folder_ds):
   assert np.any(labels == 0)
   quiet = cfg.copy_and_resolve_references()
   quiet.background_frequency = 0.0
-  out = np.asarray(pipeline.make_augment_fn(quiet, ds)(jax.random.key(0), audio, labels))
+  out = np.asarray(augmentation.make_augment_fn(quiet, ds)(jax.random.key(0), audio, labels))
   assert out.shape == audio.shape and out.dtype == np.float32
   assert np.all(np.abs(out) <= 1.0)
   max_shift = int(cfg.time_shift_ms * 16)
@@ -100,7 +100,7 @@ def test_augment_shifts_and_mixes_as_tf(folder_ds):
   assert np.all(np.abs(out[labels == 0]).max(axis=1) > 0)  # silence always gets noise
   no_shift = quiet.copy_and_resolve_references()
   no_shift.time_shift_ms = 0.0
-  plain = np.asarray(pipeline.make_augment_fn(no_shift, ds)(jax.random.key(1), audio, labels))
+  plain = np.asarray(augmentation.make_augment_fn(no_shift, ds)(jax.random.key(1), audio, labels))
   np.testing.assert_array_equal(plain[labels > 0], x[labels > 0])
   # Speed perturbation alone resamples each clip about its centre: on a ramp the rate is
   # the slope, and the rest of the clip follows the np.interp reference at that rate.
@@ -109,7 +109,7 @@ def test_augment_shifts_and_mixes_as_tf(folder_ds):
   n = audio.shape[1]
   ramp = np.tile(np.linspace(-16000, 16000, n).astype(np.int16), (len(labels), 1))
   words = np.full(len(labels), 2, np.int32)
-  out = np.asarray(pipeline.make_augment_fn(faster, ds)(jax.random.key(1), ramp, words))
+  out = np.asarray(augmentation.make_augment_fn(faster, ds)(jax.random.key(1), ramp, words))
   centre = (n - 1) // 2
   rates = (out[:, centre + 1000] - out[:, centre - 1000]) / (
       (ramp[0, centre + 1000] - ramp[0, centre - 1000]) / 32768)
@@ -123,11 +123,25 @@ def test_augment_shifts_and_mixes_as_tf(folder_ds):
   # A gain range scales each clip (noise included) by one factor in it; off by default.
   louder = no_shift.copy_and_resolve_references()
   louder.gain_min_db, louder.gain_max_db = -20.0, -6.0
-  out = np.asarray(pipeline.make_augment_fn(louder, ds)(jax.random.key(1), audio, labels))
+  out = np.asarray(augmentation.make_augment_fn(louder, ds)(jax.random.key(1), audio, labels))
   ratio = np.abs(out[labels > 0]).max(axis=1) / np.abs(x[labels > 0]).max(axis=1)
   assert np.all((ratio > 10 ** (-20 / 20) - 1e-4) & (ratio < 10 ** (-6 / 20) + 1e-4))
   assert np.ptp(ratio) > 0.05
   np.testing.assert_allclose(out[labels > 0], x[labels > 0] * ratio[:, None], atol=1e-6)
+  # background_mode="snr": each word's noise at a 5 dB SNR of its own RMS (the test's
+  # words all get noise at frequency 1), silence at 5 dB under the words' median RMS.
+  by_snr = no_shift.copy_and_resolve_references()
+  by_snr.update(dict(background_mode="snr", background_snr_min_db=5.0,
+                     background_snr_max_db=5.0, background_frequency=1.0))
+  out = np.asarray(augmentation.make_augment_fn(by_snr, ds)(jax.random.key(1), audio, labels))
+  clean = audio.astype(np.float32) / 32768
+  rms = np.sqrt(np.mean(clean ** 2, axis=1))
+  noise_rms = np.sqrt(np.mean((out - clean) ** 2, axis=1))
+  words = labels > 0
+  np.testing.assert_allclose(noise_rms[words], rms[words] / 10 ** 0.25, rtol=1e-3)
+  train = ds.train.audio[ds.train.labels > 0].astype(np.float32) / 32768
+  median = np.median(np.sqrt(np.mean(train ** 2, axis=1)))
+  np.testing.assert_allclose(noise_rms[~words], median / 10 ** 0.25, rtol=1e-3)
 
 
 def test_batches(folder_ds):
@@ -161,6 +175,10 @@ def test_config_errors(word_folder, tmp_path):
     pipeline.load_dataset(_cfg(word_folder, tmp_path, wanted_words="yes,_silence_"), 0)
   with pytest.raises(ConfigError, match="gain_min_db"):
     pipeline.load_dataset(_cfg(word_folder, tmp_path, gain_min_db=3.0, gain_max_db=-3.0), 0)
+  with pytest.raises(ConfigError, match="background_mode"):
+    pipeline.load_dataset(_cfg(word_folder, tmp_path, background_mode="loud"), 0)
+  with pytest.raises(ConfigError, match="background_snr_min_db"):
+    pipeline.load_dataset(_cfg(word_folder, tmp_path, background_snr_min_db=30.0), 0)
   with pytest.raises(ConfigError, match="speed_perturb"):
     pipeline.load_dataset(_cfg(word_folder, tmp_path, speed_perturb=1.5), 0)
   with pytest.raises(ConfigError, match="background_frequency"):
@@ -178,7 +196,7 @@ def test_bad_files_flow_through_to_training_or_stop_the_load(tmp_path):
     ds = pipeline.load_dataset(cfg, 0)
   assert ds.info["skipped_files"] == 3
   epoch = pipeline.training_epoch(ds, cfg, 0, 0)
-  augment = pipeline.make_augment_fn(cfg, ds)
+  augment = augmentation.make_augment_fn(cfg, ds)
   for audio, labels in pipeline.batches(epoch, 8, drop_remainder=False):
     out = np.asarray(augment(jax.random.key(0), audio, labels))
     assert out.shape == audio.shape and np.all(np.isfinite(out))

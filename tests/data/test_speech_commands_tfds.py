@@ -20,7 +20,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from kws_jax.configs import default as config_default
-from kws_jax.data import pipeline, speech_commands
+from kws_jax.data import augmentation, pipeline, speech_commands
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("pydub") is None,
@@ -86,7 +86,7 @@ def test_pipeline_on_mocked_tfds_speech_commands(tmp_path):
   assert np.sum(epoch.labels >= 2) == wanted
   assert np.sum(epoch.labels == 1) == min(np.sum(ds.train.labels == 1), -(-wanted // 10))
   audio, labels = next(pipeline.batches(epoch, 32))
-  out = np.asarray(pipeline.make_augment_fn(cfg, ds)(jax.random.key(0), audio, labels))
+  out = np.asarray(augmentation.make_augment_fn(cfg, ds)(jax.random.key(0), audio, labels))
   assert out.shape == (32, 16000) and np.all(np.isfinite(out)) and np.all(np.abs(out) <= 1)
 
 

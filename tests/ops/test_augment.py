@@ -96,6 +96,30 @@ def test_mix_background_rejects_short_noise():
     augment.mix_background(jax.random.key(0), jnp.zeros(10), jnp.zeros((1, 5)), 0.1, 1.0)
 
 
+def test_mix_background_at_snr_sets_the_noise_against_the_clip():
+  rng = np.random.default_rng(0)
+  bank = rng.normal(size=(3, 3000)).astype(np.float32) * np.array([[0.001], [0.003], [0.01]],
+                                                                  np.float32)
+  words = (0.05 * np.sin(np.arange(2000) / 7.0)).astype(np.float32)
+  keys = jax.random.split(jax.random.key(1), 600)
+  mix = jax.vmap(augment.mix_background_at_snr, (0, None, None, None, None, None))
+  out = np.asarray(mix(keys, jnp.asarray(words), jnp.asarray(bank), -5.0, 15.0, 1.0))
+  noise = out - words
+  # The added noise is a window of one recording (whichever its loudness): the SNR of
+  # clip RMS over noise RMS is uniform in the range, checked in NumPy.
+  snr = 20 * np.log10(np.sqrt(np.mean(words ** 2)) / np.sqrt(np.mean(noise ** 2, axis=1)))
+  assert snr.min() >= -5 - 1e-3 and snr.max() <= 15 + 1e-3
+  assert np.histogram(snr, bins=4, range=(-5, 15))[0].min() > 0.2 * len(snr)
+  # frequency 0: nothing mixed; a reference level replaces the (empty) clip's.
+  np.testing.assert_array_equal(
+      mix(keys[:5], jnp.asarray(words), jnp.asarray(bank), 0.0, 20.0, 0.0),
+      np.broadcast_to(words, (5, len(words))))
+  silent = np.asarray(jax.vmap(augment.mix_background_at_snr,
+                               (0, None, None, None, None, None, None))(
+      keys[:50], jnp.zeros(2000), jnp.asarray(bank), 10.0, 10.0, 0.0, 0.05))
+  np.testing.assert_allclose(np.sqrt(np.mean(silent ** 2, axis=1)), 0.05 / 10 ** 0.5, rtol=1e-4)
+
+
 def _numpy_resample_about_centre(x: np.ndarray, rate: float) -> np.ndarray:
   """np.interp reference: sample the zero-padded clip at centre + (i - centre) * rate."""
   n = len(x)
