@@ -103,8 +103,10 @@ def train_config() -> ml_collections.ConfigDict:
   c.step_gamma = 0.25
   c.warmup_epochs = 0.0           # cosine: linear warmup
   c.final_rate_fraction = 0.0     # cosine: end rate / peak rate
+  # mask_with: "zero" (TF/torchaudio: masked cells = 0, the mean of normalised features) or
+  # "floor" (each example's lowest value: silence, for log-mel features like speech_embedding's).
   c.spec_augment = ml_collections.ConfigDict(
-      dict(time_masks=0, time_mask_max=0, freq_masks=0, freq_mask_max=0))
+      dict(time_masks=0, time_mask_max=0, freq_masks=0, freq_mask_max=0, mask_with="zero"))
   c.steps_per_call = 8            # optimizer steps per jitted scan
   c.unroll_steps = False          # a Python loop instead of lax.scan (XLA:CPU convs in loops are slow)
   c.checkpoint_every_steps = 0    # 0: at the end of every epoch only

@@ -86,5 +86,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for key in ("epochs", "batch_size", "eval_batch_size", "steps_per_call"):
     if int(train[key]) < 1:
       raise ConfigError(f"train.{key}={train[key]}: must be at least 1")
+  if train.spec_augment.get("mask_with", "zero") not in ("zero", "floor"):
+    raise ConfigError(f"train.spec_augment.mask_with={train.spec_augment.mask_with!r}: choose "
+                      "'zero' or 'floor' (each example's lowest feature value)")
   if int(train.keep_checkpoints) < 1:
     raise ConfigError("train.keep_checkpoints must be at least 1")

@@ -68,9 +68,12 @@ def spec_augment_batch(key: jax.Array, features: jax.Array,
                        spec: ml_collections.ConfigDict) -> jax.Array:
   """SpecAugment masks of `spec` (train.spec_augment), drawn per example."""
   keys = jax.random.split(key, features.shape[0])
-  return jax.vmap(lambda k, f: augment_ops.spec_augment(
+  fill = (jnp.min(features, axis=(1, 2)) if spec.get("mask_with", "zero") == "floor"
+          else jnp.zeros(features.shape[:1], features.dtype))
+  return jax.vmap(lambda k, f, v: augment_ops.spec_augment(
       k, f, time_masks=int(spec.time_masks), time_mask_max=int(spec.time_mask_max),
-      freq_masks=int(spec.freq_masks), freq_mask_max=int(spec.freq_mask_max)))(keys, features)
+      freq_masks=int(spec.freq_masks), freq_mask_max=int(spec.freq_mask_max), mask_value=v))(
+          keys, features, fill)
 
 
 def _jit_for(mesh: Mesh | None) -> Callable:

@@ -304,3 +304,21 @@ def test_ensemble_members_train_as_if_alone():
                                          alone, member["params"]))
     assert max(moved) > 1e-3
   assert ensemble_loss == pytest.approx(np.mean(losses), rel=1e-5)  # reported: the members' mean
+
+
+def test_spec_augment_floor_masks_fill_with_each_examples_lowest_value(tmp_path):
+  features = np.random.default_rng(0).uniform(2.0, 9.0, (3, 40, 12)).astype(np.float32)
+  features[1] -= 1.5                       # another example, another floor
+  spec = config_default.train_config().spec_augment
+  spec.update(dict(time_masks=2, time_mask_max=8, freq_masks=2, freq_mask_max=3))
+  for mask_with, fills in (("zero", np.zeros(3)), ("floor", features.min(axis=(1, 2)))):
+    spec.mask_with = mask_with
+    out = np.asarray(train_step.spec_augment_batch(jax.random.key(1), features, spec))
+    for example, fill in zip(range(3), fills):
+      masked = out[example] != features[example]
+      assert masked.any()
+      np.testing.assert_array_equal(out[example][masked], np.float32(fill))
+  config = tiny_config(tmp_path, tmp_path)
+  config.train.spec_augment.mask_with = "silence"
+  with pytest.raises(errors.ConfigError, match="mask_with"):
+    optimizer.validate_config(config)
