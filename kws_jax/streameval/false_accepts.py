@@ -88,6 +88,22 @@ def operating_points(found: Sequence[Sequence[Event]], thresholds: Sequence[floa
   return curve
 
 
+def per_keyword_operating_points(found: Sequence[Sequence[Event]], thresholds: Sequence[float],
+                                 truth: Sequence[Event], keywords: Sequence[str],
+                                 tolerance_ms: float, duration_s: float, parts: PartIndex | None
+                                 ) -> dict[str, dict[str, float]]:
+  """Each keyword judged alone, as a wake-word system is (one word per model): FRR on its own
+  words at its own false accepts per hour, with its own threshold, at FA_PER_HOUR_TARGETS.
+  The all-keyword curve sums every keyword's false accepts into one budget."""
+  out = {}
+  for k in keywords:
+    if not any(label == k for label, _ in truth):
+      continue
+    curve = operating_points(found, thresholds, truth, [k], tolerance_ms, duration_s, parts)
+    out[k] = {f"{t:g}": frr_at_fa_per_hour(curve, t) for t in FA_PER_HOUR_TARGETS}
+  return out
+
+
 def threshold_for(curve: Sequence[DetectionErrors], fa_per_hour: float) -> DetectionErrors | None:
   """The operating point to ship: fewest false rejects at <= `fa_per_hour` (higher threshold on
   ties, for margin); None when no threshold of the sweep is that quiet."""
@@ -117,6 +133,8 @@ def report(found: Sequence[Sequence[Event]], thresholds: Sequence[float], at: in
       "fa_per_hour": curve[at].false_accepts_per_hour, "false_accepts": curve[at].false_accepts,
       "negative_hours": (parts.negative_seconds if parts else duration_s) / 3600.0,
       "frr_per_keyword": per_keyword,
+      "frr_at_fa_per_hour_per_keyword": per_keyword_operating_points(
+          found, thresholds, truth, keywords, tolerance_ms, duration_s, parts),
       "det_curve": [dataclasses.asdict(p) for p in curve],
   }
   if parts is not None:
@@ -144,6 +162,10 @@ def summary(result: Mapping[str, Any]) -> str:
   lines = [f"false rejects {frr} ({result['negative_hours']:.2f} h of negatives)",
            f"at threshold {result['threshold']:g}: {100 * result['frr']:.1f}% false rejects, "
            f"{result['false_accepts']} false accepts = {result['fa_per_hour']:.2f} FA/h"]
+  alone = result.get("frr_at_fa_per_hour_per_keyword")
+  if alone:
+    lines.append("each keyword alone, FRR at 0.5 FA/h of its own: " + ", ".join(
+        f"{k} {100 * v['0.5']:.0f}%" for k, v in alone.items()))
   if "false_accepts_by_part" in result:
     parts = ", ".join(f"{k} {v}" for k, v in sorted(result["false_accepts_by_part"].items()))
     lines.append(f"false accepts by negative part: {parts or 'none'}")

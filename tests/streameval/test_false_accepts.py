@@ -61,6 +61,13 @@ def test_frr_at_fa_per_hour_over_a_sweep_equals_a_hand_count():
   assert curve[0.3]["false_accepts_per_hour"] == pytest.approx(1.5)   # 3 in 2 h
   assert result["frr_at_fa_per_hour"] == {"0.1": 0.75, "0.5": 0.5, "1": 0.5}
   assert result["frr_at_0.5fa_per_hour"] == 0.5
+  # Each keyword alone (its own words, its own false accepts, its own threshold), by hand:
+  # "yes" misses the word at 13 s above threshold 0.3 and false-accepts 0 / 1 / 2 times in
+  # 2 h at 0.9 / 0.6 / 0.3; "no" hits nothing at 0.9, the word at 5 s at 0.6, both at 0.3
+  # with one false accept (0.5 FA/h).
+  assert result["frr_at_fa_per_hour_per_keyword"] == {
+      "yes": {"0.1": 0.5, "0.5": 0.5, "1": 0.0}, "no": {"0.1": 0.5, "0.5": 0.0, "1": 0.0}}
+  assert "each keyword alone, FRR at 0.5 FA/h of its own: yes 50%, no 0%" in fa.summary(result)
   assert result["threshold_for_fa_per_hour"] == {"target": 0.5, "threshold": pytest.approx(0.6),
                                                  "frr": 0.5, "fa_per_hour": 0.5}
   assert fa.threshold_for([fa.DetectionErrors(0.5, 0.1, 9, 9.0)], 1.0) is None
