@@ -22,6 +22,9 @@ from kws_jax.streameval.detection import DetectionErrors, Event, frr_at_fa_per_h
 from kws_jax.streameval.negatives import KEYWORD_PART
 
 FA_PER_HOUR_TARGETS = (0.1, 0.5, 1.0)
+# How long after an utterance ends a detection is still blamed on it: TF's smoothing averages
+# 500 ms of posteriors, so its detections trail the word.
+UTTERANCE_GRACE_MS = 1000.0
 
 
 @dataclasses.dataclass
@@ -55,7 +58,7 @@ class PartIndex:
   """Which manifest part a time falls in."""
 
   def __init__(self, manifest: Mapping[str, Any]):
-    rate = float(manifest["sample_rate"])
+    rate = self.rate = float(manifest["sample_rate"])
     self.parts = sorted(manifest["parts"], key=lambda p: p["start"])
     self.starts_ms = [1000.0 * p["start"] / rate for p in self.parts]
     self.negative_seconds = sum(p["end"] - p["start"] for p in self.parts
@@ -66,6 +69,17 @@ class PartIndex:
 
   def kind(self, time_ms: float) -> str:
     return self.parts[self.at(time_ms)]["kind"]
+
+  def text(self, time_ms: float, after_ms: float = UTTERANCE_GRACE_MS) -> str | None:
+    """What was being said: the last utterance of the part that began before `time_ms` and
+    ended at most `after_ms` earlier (a detector fires during or just after a word); None in
+    parts without utterances (noise, real words, manifests older than them) or in pauses."""
+    said = self.parts[self.at(time_ms)].get("utterances") or []
+    sample = time_ms * self.rate / 1000.0
+    i = bisect.bisect_right([u[0] for u in said], sample) - 1
+    if i < 0 or sample > said[i][1] + after_ms * self.rate / 1000.0:
+      return None
+    return said[i][2]
 
 
 def _negative_false_accepts(m: Matching, parts: PartIndex | None) -> list[Event]:
@@ -145,8 +159,14 @@ def report(found: Sequence[Sequence[Event]], thresholds: Sequence[float], at: in
     result["false_accepts_by_part"] = by_kind
     result["false_accepts_in_keyword_stream"] = len(m.false_accepts) - len(negatives)
     result["false_accept_list"] = [
-        {"label": l, "time_s": round(t / 1000, 3), "part": parts.at(t), "kind": parts.kind(t)}
-        for l, t in negatives]
+        {"label": l, "time_s": round(t / 1000, 3), "part": parts.at(t), "kind": parts.kind(t),
+         "text": parts.text(t)} for l, t in negatives]
+    words: dict[str, int] = {}
+    for e in result["false_accept_list"]:
+      if e["kind"] == "confusables" and e["text"] is not None:
+        key = f"{e['text']} -> {e['label']}"
+        words[key] = words.get(key, 0) + 1
+    result["false_accepts_by_confusable"] = dict(sorted(words.items(), key=lambda kv: -kv[1]))
   if fa_target is not None:
     point = threshold_for(curve, fa_target)
     result["threshold_for_fa_per_hour"] = {
@@ -169,6 +189,10 @@ def summary(result: Mapping[str, Any]) -> str:
   if "false_accepts_by_part" in result:
     parts = ", ".join(f"{k} {v}" for k, v in sorted(result["false_accepts_by_part"].items()))
     lines.append(f"false accepts by negative part: {parts or 'none'}")
+  top = list(result.get("false_accepts_by_confusable", {}).items())[:8]
+  if top:
+    lines.append("confusable words heard as keywords most often: " + ", ".join(
+        f"{k} ({v})" for k, v in top))
   point = result.get("threshold_for_fa_per_hour")
   if point:
     lines.append(f"threshold to ship for <= {point['target']:g} FA/h: " + (

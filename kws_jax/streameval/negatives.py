@@ -7,7 +7,9 @@ parts of `part_seconds` each, one kind per part:
 - `synthetic_speech`: keyword-free sentences read by espeak-ng, one voice per part,
 - `confusables`: phonetic neighbours of the keywords, each in another espeak voice.
 Speech parts are mixed over noise at a random SNR. The manifest (JSON) lists every part with its
-first and last sample, so it accounts for every second of the file. Audio is written part by
+first and last sample, so it accounts for every second of the file, and each speech part's
+utterances (`[first sample, one past the last, text]`), so a false accept can be traced to the
+word or sentence under it. Audio is written part by
 part with soundfile: hours never sit in memory. Deterministic for (seed, workers).
 
 With `positive_snr_db`, the keyword stream's words keep their recorded (full) volume and a bed of
@@ -126,8 +128,11 @@ def real_word_part(samples: int, words: Sequence[np.ndarray], rng: np.random.Gen
 
 
 def render(part: Part, config: NegativeConfig, noises: Sequence[np.ndarray],
-           words: Sequence[np.ndarray], speech: np.ndarray | None) -> np.ndarray:
-  """A part's audio (float32, clipped to [-1, 1]); records what went in into `part.details`."""
+           words: Sequence[np.ndarray],
+           speech: tuple[np.ndarray, list[tuple[int, int, str]]] | None) -> np.ndarray:
+  """A part's audio (float32, clipped to [-1, 1]); records what went in into `part.details`.
+
+  `speech`: `speech_parts.render_part`'s (audio, utterances) for the speech kinds."""
   rng = np.random.default_rng(part.seed)
   samples = part.end - part.start
   if part.kind == "noise":
@@ -135,7 +140,11 @@ def render(part: Part, config: NegativeConfig, noises: Sequence[np.ndarray],
     rms = float(np.exp(rng.uniform(*np.log(config.noise_rms))))
     part.details.update(source=name, rms=round(rms, 5))
     return np.clip(bed * rms, -1, 1)
-  foreground = real_word_part(samples, words, rng) if part.kind == "real_words" else speech
+  if part.kind == "real_words":
+    foreground = real_word_part(samples, words, rng)
+  else:
+    foreground, said = speech
+    part.details["utterances"] = [[part.start + a, part.start + b, text] for a, b, text in said]
   snr = float(rng.uniform(*config.snr_db))
   mixed, name = over_noise(foreground, noises, rng, snr)
   part.details.update(noise=name, snr_db=round(snr, 2))

@@ -100,14 +100,17 @@ def _voice(rng: np.random.Generator) -> dict:
               rate=int(rng.integers(110, 190)), seed=int(rng.integers(1, 2**31 - 1)))
 
 
-def render_part(engine, kind: str, samples: int, seed: int, texts: Sequence[str]) -> np.ndarray:
-  """`samples` of foreground speech: sentences (one voice per part) or words (many voices).
+def render_part(engine, kind: str, samples: int, seed: int, texts: Sequence[str]
+                ) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
+  """`samples` of foreground speech: sentences (one voice per part) or words (many voices),
+  and the utterances as (first sample, one past the last, text) within the part.
 
   Utterances follow each other with random pauses; the last one is cut at the part's end.
   """
   from scipy import signal
   rng = np.random.default_rng(seed)
   out = np.zeros(samples, np.float32)
+  said = []
   position = int(rng.integers(0, synth.SAMPLE_RATE // 2))
   speaker = _voice(rng)
   while position < samples:
@@ -121,10 +124,11 @@ def render_part(engine, kind: str, samples: int, seed: int, texts: Sequence[str]
       speech *= 10 ** rng.uniform(-1.0, -0.05) / max(float(np.abs(speech).max()), 1e-6)
       n = min(speech.size, samples - position)
       out[position:position + n] = speech[:n]
+      said.append((position, position + n, text))
       position += speech.size
     pause = (0.3, 1.2) if kind == "confusables" else (0.15, 0.9)
     position += int(rng.uniform(*pause) * synth.SAMPLE_RATE)
-  return out
+  return out, said
 
 
 # ----------------------------------------------------------------------------- worker processes
@@ -139,14 +143,15 @@ def _init_worker(texts: dict[str, list[str]]) -> None:
   _TEXTS = texts
 
 
-def _render_task(task: tuple[str, int, int]) -> np.ndarray:
+def _render_task(task: tuple[str, int, int]) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
   kind, samples, seed = task
   return render_part(_ENGINE, kind, samples, seed, _TEXTS[kind])
 
 
 def render_in_order(tasks: Sequence[tuple[str, int, int]], texts: dict[str, list[str]],
-                    workers: int = 2, ahead: int = 3) -> Iterator[np.ndarray]:
-  """Yields the audio of each (kind, samples, seed) task, in order.
+                    workers: int = 2, ahead: int = 3
+                    ) -> Iterator[tuple[np.ndarray, list[tuple[int, int, str]]]]:
+  """Yields `render_part`'s (audio, utterances) of each (kind, samples, seed) task, in order.
 
   Worker w renders tasks w, w + workers, ... in a fresh process; at most `ahead` results per
   worker wait in memory, so hours of speech never do.

@@ -11,8 +11,12 @@ def _manifest():
   """Keyword stream 0-20 s, then 1 h of negatives in four parts (900 s each)."""
   bounds = [("keywords", 0, 20), ("real_words", 20, 920), ("noise", 920, 1820),
             ("synthetic_speech", 1820, 2720), ("confusables", 2720, 3620)]
-  return {"sample_rate": RATE,
-          "parts": [{"kind": k, "start": a * RATE, "end": b * RATE} for k, a, b in bounds]}
+  manifest = {"sample_rate": RATE,
+              "parts": [{"kind": k, "start": a * RATE, "end": b * RATE} for k, a, b in bounds]}
+  # Two confusable words, at 2999.5-3000.2 s and 3099.8-3100.5 s.
+  manifest["parts"][-1]["utterances"] = [[int(2999.5 * RATE), int(3000.2 * RATE), "snow"],
+                                         [int(3099.8 * RATE), int(3100.5 * RATE), "chess"]]
+  return manifest
 
 
 TRUTH = [("yes", 1000.0), ("no", 5000.0), ("_unknown_", 9000.0), ("yes", 13000.0),
@@ -36,7 +40,13 @@ def test_planted_false_accepts_are_attributed_to_their_part():
   assert [e["kind"] for e in result["false_accept_list"]] == [
       "real_words", "noise", "synthetic_speech", "confusables", "confusables"]
   assert result["false_accept_list"][0] == {"label": "yes", "time_s": 100.0, "part": 1,
-                                            "kind": "real_words"}
+                                            "kind": "real_words", "text": None}
+  # The confusable false accepts are traced to the word under (or just before) them.
+  assert [e["text"] for e in result["false_accept_list"][3:]] == ["snow", "chess"]
+  assert result["false_accepts_by_confusable"] == {"snow -> no": 1, "chess -> yes": 1}
+  late = fa.report([[("no", 3_002_000.0)]], [0.7], 0, TRUTH, KEYWORDS, 750.0, 3620.0,
+                   _manifest())
+  assert late["false_accept_list"][0]["text"] is None      # 1.8 s after "snow": a pause
   # Hand count: 5 false accepts on exactly 1 h of negatives; 2 of 4 keyword words missed.
   assert result["negative_hours"] == pytest.approx(1.0)
   assert result["false_accepts"] == 5 and result["fa_per_hour"] == pytest.approx(5.0)

@@ -130,3 +130,29 @@ def test_make_test_needs_no_training_split(tmp_path):
   assert n == 4 and sf.info(wav).frames == 12 * 16000
   with pytest.raises(Exception, match="--split 'train'"):
     keyword_stream.make_test(str(data), str(tmp_path / "u.wav"), split="train")
+
+
+class _ToneEngine:
+  """Stands in for espeak-ng: a 0.2 s tone at 22,050 Hz per text, longer texts longer."""
+
+  def say(self, text, voice, **kw):
+    n = 4410 * len(text.split())
+    return np.sin(np.arange(n) * 0.3).astype(np.float32)
+
+
+def test_speech_parts_record_where_each_utterance_lies():
+  samples = 5 * 16000
+  audio_, said = speech_parts.render_part(_ToneEngine(), "confusables", samples, 3,
+                                          ["snow", "cup of tea"])
+  assert said and all(text in ("snow", "cup of tea") for _, _, text in said)
+  spoken = np.zeros(samples, bool)
+  for start, end, _ in said:
+    assert 0 <= start < end <= samples
+    assert np.abs(audio_[start:end]).max() > 0.05     # the utterance is there
+    spoken[start:end] = True
+  assert not np.any(audio_[~spoken])                  # and nothing else is
+  # render() moves them into the part's manifest entry, in file samples.
+  part = negatives.Part("confusables", 160000, 160000 + samples, 7)
+  noise = [np.random.default_rng(5).normal(0, 0.1, 50000).astype(np.float32)]
+  negatives.render(part, negatives.NegativeConfig(), noise, [], (audio_, said))
+  assert part.details["utterances"] == [[160000 + a, 160000 + b, t] for a, b, t in said]
