@@ -80,5 +80,8 @@ def _median_word_rms(split: Split) -> float:
   words = split.audio[split.labels != SILENCE_INDEX]
   if not len(words):
     return 0.1
-  rms = np.sqrt(np.mean(np.square(words.astype(np.float32) / audio_io.INT16_SCALE), axis=1))
+  # In blocks: the whole training set as float32 would be gigabytes.
+  rms = np.concatenate([
+      np.sqrt(np.mean(np.square(words[i:i + 1024].astype(np.float32) / audio_io.INT16_SCALE),
+                      axis=1)) for i in range(0, len(words), 1024)])
   return float(np.median(rms))
