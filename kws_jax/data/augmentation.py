@@ -77,11 +77,12 @@ def make_augment_fn(cfg: ml_collections.ConfigDict, ds: Dataset
 
 def _median_word_rms(split: Split) -> float:
   """Median RMS (float scale) of a split's non-silence clips; 0.1 when it has none."""
-  words = split.audio[split.labels != SILENCE_INDEX]
-  if not len(words):
+  rows = np.flatnonzero(split.labels != SILENCE_INDEX)
+  if not len(rows):
     return 0.1
   # In blocks: the whole training set as float32 would be gigabytes.
   rms = np.concatenate([
-      np.sqrt(np.mean(np.square(words[i:i + 1024].astype(np.float32) / audio_io.INT16_SCALE),
-                      axis=1)) for i in range(0, len(words), 1024)])
+      np.sqrt(np.mean(np.square(split.audio[rows[i:i + 1024]].astype(np.float32)
+                                / audio_io.INT16_SCALE), axis=1))
+      for i in range(0, len(rows), 1024)])
   return float(np.median(rms))
