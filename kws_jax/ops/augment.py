@@ -63,6 +63,24 @@ def resample_about_centre(audio: Array, rate: float | Array) -> Array:
   return out.astype(audio.dtype)
 
 
+def noise_window(key: Array, noise_bank: Array, num_samples: int) -> Array:
+  """A random (num_samples,) window of a random row of `noise_bank` (K, L), L >= num_samples."""
+  num_noises, noise_length = noise_bank.shape
+  if noise_length < num_samples:
+    raise ValueError(f"noise_bank rows hold {noise_length} samples, fewer than the "
+                     f"{num_samples} of a clip")
+  k_index, k_offset = key
+  index = jax.random.randint(k_index, (), 0, num_noises)
+  offset = jax.random.randint(k_offset, (), 0, noise_length - num_samples + 1)
+  return jax.lax.dynamic_slice(noise_bank[index], (offset,), (num_samples,))
+
+
+def _mix_keys(key: Array) -> tuple[Array, Array, Array]:
+  """(window keys (2,), level key, apply key): the split mix_background always drew."""
+  k_index, k_offset, k_level, k_apply = jax.random.split(key, 4)
+  return jnp.stack([k_index, k_offset]), k_level, k_apply
+
+
 def mix_background(key: Array, audio: Array, noise_bank: Array, volume_max: float | Array,
                    frequency: float | Array, force: bool | Array = False) -> Array:
   """Adds a random noise window at a random volume to `audio` (S,) float32.
@@ -78,15 +96,8 @@ def mix_background(key: Array, audio: Array, noise_bank: Array, volume_max: floa
   Returns:
     (S,) float32, `clip(audio + volume * noise_window, -1, 1)`.
   """
-  num_samples = audio.shape[-1]
-  num_noises, noise_length = noise_bank.shape
-  if noise_length < num_samples:
-    raise ValueError(f"noise_bank rows hold {noise_length} samples, fewer than the "
-                     f"{num_samples} of a clip")
-  k_index, k_offset, k_volume, k_apply = jax.random.split(key, 4)
-  index = jax.random.randint(k_index, (), 0, num_noises)
-  offset = jax.random.randint(k_offset, (), 0, noise_length - num_samples + 1)
-  window = jax.lax.dynamic_slice(noise_bank[index], (offset,), (num_samples,))
+  k_window, k_volume, k_apply = _mix_keys(key)
+  window = noise_window(k_window, noise_bank, audio.shape[-1])
   volume = jax.random.uniform(k_volume, (), minval=0.0, maxval=1.0) * volume_max
   apply = jnp.logical_or(force, jax.random.uniform(k_apply, ()) < frequency)
   volume = jnp.where(apply, volume, 0.0)
@@ -115,15 +126,8 @@ def mix_background_at_snr(key: Array, audio: Array, noise_bank: Array, snr_min_d
   Returns:
     (S,) float32, `clip(audio + volume * noise_window, -1, 1)`.
   """
-  num_samples = audio.shape[-1]
-  num_noises, noise_length = noise_bank.shape
-  if noise_length < num_samples:
-    raise ValueError(f"noise_bank rows hold {noise_length} samples, fewer than the "
-                     f"{num_samples} of a clip")
-  k_index, k_offset, k_snr, k_apply = jax.random.split(key, 4)
-  index = jax.random.randint(k_index, (), 0, num_noises)
-  offset = jax.random.randint(k_offset, (), 0, noise_length - num_samples + 1)
-  window = jax.lax.dynamic_slice(noise_bank[index], (offset,), (num_samples,))
+  k_window, k_snr, k_apply = _mix_keys(key)
+  window = noise_window(k_window, noise_bank, audio.shape[-1])
   snr_db = jax.random.uniform(k_snr, (), minval=snr_min_db, maxval=snr_max_db)
   if reference_rms is None:
     signal_rms = jnp.sqrt(jnp.mean(jnp.square(audio)))
